@@ -1,0 +1,112 @@
+"""Mean-field Normal variational factors q(A_f) and q(u_p) (spec §2, "Variational family").
+
+Variances are parameterised as ``log v = -8 + softplus(rho + 8)``, which floors them at
+``e^-8``; they start at ``e^-6``. Fixed-effect means start at N(0, 0.01^2), random-effect means
+at 0. The random-effect parameters are free per instance (not amortized) and are indexed by the
+batch's instances.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pyro_lmmvae.data import Batch
+from pyro_lmmvae.models.effects import FIXED_SITE, RANDOM_SITE
+from pyro_lmmvae.pyro_module import LocalPyroModule
+
+_LOG_VAR_FLOOR = -8.0
+_INIT_LOG_VAR = -6.0
+
+
+def variance_from_rho(rho: torch.Tensor) -> torch.Tensor:
+    """``exp(-8 + softplus(rho + 8))``: variance with a floor of e^-8."""
+    return torch.exp(_LOG_VAR_FLOOR + F.softplus(rho - _LOG_VAR_FLOOR))
+
+
+def _rho_init(shape: tuple[int, ...]) -> torch.Tensor:
+    value = math.log(math.expm1(_INIT_LOG_VAR - _LOG_VAR_FLOOR)) + _LOG_VAR_FLOOR
+    return torch.full(shape, value)
+
+
+class MeanFieldEffects(LocalPyroModule):
+    """Guide factors for the ``fixed_effects`` and ``random_effects`` sites.
+
+    Parameters
+    ----------
+    latent_dim, n_fixed, n_random, n_groups : int
+        L, Q_f, k and P, as in :class:`~pyro_lmmvae.models.effects.MixedEffects`.
+    init_scale : float, default 0.01
+        Standard deviation of the initial fixed-effect means.
+    """
+
+    def __init__(
+        self, latent_dim: int, n_fixed: int, n_random: int, n_groups: int, init_scale: float = 0.01
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.n_fixed = n_fixed
+        self.n_random = n_random
+        self.n_groups = n_groups
+        self.fixed_loc = nn.Parameter(init_scale * torch.randn(latent_dim, n_fixed))
+        self.fixed_rho = nn.Parameter(_rho_init((latent_dim, n_fixed)))
+        self.random_loc = nn.Parameter(
+            torch.zeros(n_groups if n_random else 0, latent_dim, n_random)
+        )
+        self.random_rho = nn.Parameter(
+            _rho_init((n_groups if n_random else 0, latent_dim, n_random))
+        )
+
+    @property
+    def fixed_var(self) -> torch.Tensor:
+        """V_f, entry-wise variances of q(A_f), (L, Q_f)."""
+        return variance_from_rho(self.fixed_rho)
+
+    def random_moments(self, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means and variances of q(u_p) for the given groups; zero for ``-1`` (unseen)."""
+        seen = groups >= 0
+        safe = groups.clamp(min=0)
+        loc = self.random_loc[safe] * seen[:, None, None]
+        var = variance_from_rho(self.random_rho[safe]) * seen[:, None, None]
+        return loc, var
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Sample the effect sites from q; returns (A_f, u_batch) like the model's effects."""
+        fixed = random = None
+        latent_plate = pyro.plate("latent", self.latent_dim, dim=-1)
+        if self.n_fixed:
+            with latent_plate:
+                q = dist.Normal(self.fixed_loc, self.fixed_var.sqrt())
+                fixed = pyro.sample(FIXED_SITE, q.to_event(1))
+        if self.n_random:
+            with (
+                pyro.plate("instances", batch.n_instances_total, subsample=batch.instances, dim=-2),
+                latent_plate,
+            ):
+                loc = self.random_loc[batch.instances]
+                scale = variance_from_rho(self.random_rho[batch.instances]).sqrt()
+                random = pyro.sample(RANDOM_SITE, dist.Normal(loc, scale).to_event(1))
+        return fixed, random
+
+    def predictor_moments(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean ``M x̄`` and variance ``V (x̄ ⊙ x̄)`` of eta under q(A), each (n, L).
+
+        Rows of unseen instances (``batch.instances == -1``) get the prior mean of their random
+        effects, i.e. no random-effect contribution.
+        """
+        n = batch.n_rows
+        mean = batch.y.new_zeros(n, self.latent_dim)
+        var = batch.y.new_zeros(n, self.latent_dim)
+        if self.n_fixed:
+            mean = mean + batch.x @ self.fixed_loc.T
+            var = var + batch.x.square() @ self.fixed_var.T
+        if self.n_random:
+            loc, v = self.random_moments(batch.instances)
+            mean = mean + torch.einsum("nlk,nk->nl", loc[batch.local], batch.w)
+            var = var + torch.einsum("nlk,nk->nl", v[batch.local], batch.w.square())
+        return mean, var

@@ -1,0 +1,24 @@
+"""pyro_lmmvae: variational autoencoders whose latent prior is a linear mixed model, in Pyro.
+
+The data flow: a formula and a DataFrame give a :class:`Design`; the design sizes the generative
+model (:mod:`pyro_lmmvae.models`) and the guide (:mod:`pyro_lmmvae.guides`); training minimises
+:class:`~pyro_lmmvae.training.loss.ELBOLoss`; :class:`LMMVAE` wraps it all and gives imputation,
+prediction and :meth:`LMMVAE.effects` as ArviZ InferenceData.
+"""
+
+from .api import LMMVAE
+from .design import Design, DesignMatrices
+from .priors import DistributionPrior, EffectPrior, LearnedScaleNormal, as_prior
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LMMVAE",
+    "Design",
+    "DesignMatrices",
+    "DistributionPrior",
+    "EffectPrior",
+    "LearnedScaleNormal",
+    "as_prior",
+    "__version__",
+]

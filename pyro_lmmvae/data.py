@@ -1,0 +1,282 @@
+"""Tensors of a longitudinal dataset on one device, and batches of whole instances.
+
+:class:`LongitudinalTensors` holds the encoded design, the observations and their mask as
+tensors on the training device (moved there once). :class:`InstanceBatcher` draws batches of B
+whole instances without replacement, with all of their rows; the per-instance terms of the
+ELBO are then scaled by P/B (spec §2, "Minibatching"), which keeps the estimator unbiased.
+Rows are gathered through CSR offsets, so a batch costs O(rows in the batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .design import Design, DesignMatrices
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The rows of a batch of whole instances.
+
+    Attributes
+    ----------
+    x : torch.Tensor
+        Fixed-effects rows, (n, Q_f).
+    w : torch.Tensor
+        Random-effects expression rows, (n, k).
+    y : torch.Tensor
+        Observations with unobserved entries set to 0, (n, D).
+    mask : torch.Tensor
+        Boolean mask of observed entries, (n, D).
+    instances : torch.Tensor
+        Global indices of the batch's instances, (B,); ``-1`` marks an unseen instance.
+    local : torch.Tensor
+        Position of each row's instance in ``instances``, (n,).
+    scale : float
+        ``P / B``: the factor that makes per-instance sums unbiased for the whole dataset.
+    n_instances_total : int
+        P, the number of instances in the population that batches are drawn from.
+    """
+
+    x: torch.Tensor
+    w: torch.Tensor
+    y: torch.Tensor
+    mask: torch.Tensor
+    instances: torch.Tensor
+    local: torch.Tensor
+    scale: float
+    n_instances_total: int
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows n in the batch."""
+        return self.y.shape[0]
+
+    @property
+    def encoder_input(self) -> torch.Tensor:
+        """``m ⊙ y``: the encoder input of spec §5."""
+        return self.y * self.mask
+
+    def to(self, device: torch.device | str) -> Batch:
+        """A copy with every tensor on ``device``."""
+        values = {
+            f.name: getattr(self, f.name).to(device)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+            else getattr(self, f.name)
+            for f in fields(self)
+        }
+        return Batch(**values)
+
+
+def validate_observations(
+    y: np.ndarray, mask: np.ndarray | None, n_rows: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check observations and mask; return float32 y (unobserved set to 0) and a bool mask.
+
+    Parameters
+    ----------
+    y : array-like, (N, D)
+        Observations; NaN marks a missing entry when ``mask`` is omitted.
+    mask : array-like of bool, (N, D), optional
+        True where observed. Defaults to ``~isnan(y)``.
+    n_rows : int, optional
+        Expected N (the number of covariate rows).
+    """
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise TypeError(f"y must be numeric, got dtype {y.dtype}")
+    if y.ndim != 2:
+        raise ValueError(f"y must have shape (N, D), got {y.shape}; flatten images first")
+    if n_rows is not None and y.shape[0] != n_rows:
+        raise ValueError(f"y has {y.shape[0]} rows but data has {n_rows}; they must match")
+    y = y.astype(np.float32)
+    if mask is None:
+        mask = ~np.isnan(y)
+    else:
+        if isinstance(mask, torch.Tensor):
+            mask = mask.detach().cpu().numpy()
+        mask = np.asarray(mask)
+        if mask.shape != y.shape:
+            raise ValueError(f"mask has shape {mask.shape} but y has shape {y.shape}")
+        if mask.dtype != bool:
+            if not np.isin(mask, (0, 1)).all():
+                raise ValueError("mask must be boolean or 0/1")
+            mask = mask.astype(bool)
+    observed_bad = mask & ~np.isfinite(y)
+    if observed_bad.any():
+        row, col = np.argwhere(observed_bad)[0]
+        raise ValueError(
+            f"y has {int(observed_bad.sum())} NaN/inf value(s) at observed entries "
+            f"(first at row {row}, column {col}); mark them missing in the mask"
+        )
+    empty = ~mask.any(axis=1)
+    if empty.any():
+        rows = np.flatnonzero(empty)
+        raise ValueError(
+            f"{len(rows)} row(s) have no observed entry (first rows: {rows[:5].tolist()}); "
+            "drop them before fitting"
+        )
+    return np.where(mask, y, 0.0).astype(np.float32), mask
+
+
+class LongitudinalTensors:
+    """Encoded rows of a dataset as tensors on one device.
+
+    Parameters
+    ----------
+    matrices : DesignMatrices
+        Encoded covariates.
+    y, mask : numpy.ndarray
+        Validated observations and mask (see :func:`validate_observations`).
+    instance : numpy.ndarray
+        Instance index of each row, (N,).
+    device : torch.device or str
+    """
+
+    def __init__(
+        self,
+        matrices: DesignMatrices,
+        y: np.ndarray,
+        mask: np.ndarray,
+        instance: np.ndarray,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.x = torch.as_tensor(matrices.fixed, device=self.device)
+        self.w = torch.as_tensor(matrices.random, device=self.device)
+        self.y = torch.as_tensor(y, device=self.device)
+        self.mask = torch.as_tensor(mask, device=self.device)
+        self.instance = torch.as_tensor(instance, dtype=torch.long, device=self.device)
+
+    @classmethod
+    def from_frame(
+        cls,
+        design: Design,
+        data: pd.DataFrame,
+        y: np.ndarray,
+        mask: np.ndarray | None,
+        *,
+        device: torch.device | str = "cpu",
+        unseen: str = "error",
+    ) -> LongitudinalTensors:
+        """Encode a DataFrame and observations with a fitted design."""
+        y, mask = validate_observations(y, mask, n_rows=len(data))
+        matrices = design.transform(data, unseen=unseen)
+        instance = matrices.group if design.instance is not None else np.arange(len(data))
+        return cls(matrices, y, mask, instance, device)
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+    def rows(self, index: torch.Tensor, n_instances_total: int, scale: float = 1.0) -> Batch:
+        """A batch made of the given rows (local instance positions computed from the rows)."""
+        instances, local = torch.unique(self.instance[index], return_inverse=True)
+        return Batch(
+            x=self.x[index],
+            w=self.w[index],
+            y=self.y[index],
+            mask=self.mask[index],
+            instances=instances,
+            local=local,
+            scale=scale,
+            n_instances_total=n_instances_total,
+        )
+
+    def full_batch(self) -> Batch:
+        """All rows as one batch with scale 1."""
+        index = torch.arange(len(self), device=self.device)
+        instances, local = torch.unique(self.instance, return_inverse=True)
+        return (
+            Batch(
+                x=self.x,
+                w=self.w,
+                y=self.y,
+                mask=self.mask,
+                instances=instances,
+                local=local,
+                scale=1.0,
+                n_instances_total=int(instances.numel()),
+            )
+            if len(index)
+            else self.rows(index, 0)
+        )
+
+
+class InstanceBatcher:
+    """Iterates over batches of whole instances, drawn without replacement.
+
+    Parameters
+    ----------
+    tensors : LongitudinalTensors
+        The training rows.
+    batch_size : int
+        Instances per batch B (the last batch of an epoch may be smaller).
+    generator : torch.Generator, optional
+        Source of the shuffling (seeded for reproducibility).
+    shuffle : bool, default True
+    """
+
+    def __init__(
+        self,
+        tensors: LongitudinalTensors,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        shuffle: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.generator = generator
+        self.shuffle = shuffle
+        order = torch.argsort(tensors.instance, stable=True)
+        ids, counts = torch.unique_consecutive(tensors.instance[order], return_counts=True)
+        self._order = order
+        self._ids = ids
+        self._counts = counts
+        self._starts = torch.cumsum(counts, 0) - counts
+
+    @property
+    def n_instances(self) -> int:
+        """P: number of instances with at least one row."""
+        return int(self._ids.numel())
+
+    def __len__(self) -> int:
+        return -(-self.n_instances // self.batch_size)
+
+    def batch(self, positions: torch.Tensor) -> Batch:
+        """The batch of the instances at ``positions`` (indices into the instance list)."""
+        counts = self._counts[positions]
+        starts = self._starts[positions]
+        local = torch.repeat_interleave(torch.arange(len(positions), device=counts.device), counts)
+        offsets = torch.arange(int(counts.sum()), device=counts.device) - torch.repeat_interleave(
+            torch.cumsum(counts, 0) - counts, counts
+        )
+        rows = self._order[starts[local] + offsets]
+        t = self.tensors
+        return Batch(
+            x=t.x[rows],
+            w=t.w[rows],
+            y=t.y[rows],
+            mask=t.mask[rows],
+            instances=self._ids[positions],
+            local=local,
+            scale=self.n_instances / len(positions),
+            n_instances_total=self.n_instances,
+        )
+
+    def __iter__(self) -> Iterator[Batch]:
+        n = self.n_instances
+        if self.shuffle:
+            perm = torch.randperm(n, generator=self.generator).to(self._ids.device)
+        else:
+            perm = torch.arange(n, device=self._ids.device)
+        for start in range(0, n, self.batch_size):
+            yield self.batch(perm[start : start + self.batch_size])

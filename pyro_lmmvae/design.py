@@ -1,0 +1,410 @@
+"""Design matrices of the latent linear mixed model, built from an lme4-style formula.
+
+A :class:`Design` turns a one-sided formula such as ``"~ 1 + age + sex + sex:age + (1 + age | id)"``
+and a :class:`pandas.DataFrame` into
+
+* the fixed-effects matrix ``X`` (N, Q_f), with intercept, continuous, binary, one-hot
+  categorical and interaction columns, parsed by `formulae <https://bambinos.github.io/formulae/>`_;
+* the random-effects *expression* columns ``W`` (N, k) and a group index (N,) into the levels of
+  the grouping factor, so that ``u[group] @ w`` is a gather and never a dense one-hot product.
+
+The design remembers everything needed to encode new data identically: term names, factor
+levels (through formulae's stateful encoders), the standardisation of continuous columns and
+the levels of the grouping factor. New data with an unseen group follow an explicit policy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from formulae import design_matrices, model_description
+
+UnseenPolicy = Literal["error", "prior"]
+_EMPTY_FORMULAS = {"", "0", "-1", "0 +", "+ 0"}
+
+
+@dataclass(frozen=True)
+class DesignMatrices:
+    """Numeric design of a set of rows.
+
+    Attributes
+    ----------
+    fixed : numpy.ndarray
+        Fixed-effects matrix, shape (N, Q_f), float32.
+    random : numpy.ndarray
+        Random-effects expression columns ``w_i``, shape (N, k), float32.
+    group : numpy.ndarray
+        Index of each row's group among :attr:`Design.groups`, shape (N,), int64; ``-1`` marks a
+        group unseen in training (only with ``unseen="prior"``).
+    """
+
+    fixed: np.ndarray
+    random: np.ndarray
+    group: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows."""
+        return self.fixed.shape[0]
+
+
+def _strip_formula(formula: str) -> str:
+    text = formula.strip()
+    if "~" in text:
+        lhs, _, rhs = text.partition("~")
+        if lhs.strip():
+            raise ValueError(
+                f"formula {formula!r} has a response {lhs.strip()!r} on the left of '~'; "
+                "the latent prior formula is one-sided: pass the observations as y= instead"
+            )
+        text = rhs.strip()
+    return text
+
+
+def _variables(term) -> set[str]:
+    return {name for name in getattr(term, "var_names", set()) if name}
+
+
+def _is_binary(values: pd.Series) -> bool:
+    unique = pd.unique(values.dropna())
+    return len(unique) <= 2 and set(np.asarray(unique, dtype=float).tolist()) <= {0.0, 1.0}
+
+
+class Design:
+    """Encodes covariates for the latent linear mixed model from a one-sided formula.
+
+    Parameters
+    ----------
+    formula : str
+        lme4-style one-sided formula, e.g. ``"~ 1 + age + sex + sex:age + (1 + age | id)"``.
+        ``"~ 0"`` gives an empty prior (a plain VAE). All random-effect terms must share one
+        grouping factor, which is the instance (patient, digit) of each row.
+    data : pandas.DataFrame
+        Training covariates, one row per observation.
+    instance : str, optional
+        Column identifying the instance of each row, used to batch whole instances. Defaults to
+        the grouping factor of the random effects; without random effects and without
+        ``instance`` every row is its own instance.
+    standardize : bool or sequence of str, default True
+        Z-score continuous columns with the training mean and standard deviation before they
+        enter the design (binary 0/1 columns are left alone). ``True`` standardises every
+        continuous column the formula uses, a sequence names the columns, ``False`` none.
+
+    Attributes
+    ----------
+    fixed_terms : tuple of str
+        Names of the fixed-effect columns, e.g. ``("Intercept", "age", "sex[m]", "sex[m]:age")``.
+    random_terms : tuple of str
+        Names of the random-effect expression columns, e.g. ``("1", "age")``.
+    group_factor : str or None
+        Column that indexes the random effects.
+    groups : numpy.ndarray
+        Levels of the grouping factor seen in training, in index order.
+    standardization : dict
+        ``{column: (mean, std)}`` applied to new data.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"age": [1.0, 2.0, 3.0, 4.0], "sex": ["f", "m", "f", "m"],
+    ...                    "id": ["a", "a", "b", "b"]})
+    >>> d = Design("~ 1 + age + sex + (1 + age | id)", df, standardize=False)
+    >>> d.fixed_terms
+    ('Intercept', 'age', 'sex[m]')
+    >>> d.random_terms
+    ('1', 'age')
+    >>> d.transform(df).group.tolist()
+    [0, 0, 1, 1]
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        data: pd.DataFrame,
+        *,
+        instance: str | None = None,
+        standardize: bool | Sequence[str] = True,
+    ) -> None:
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        if len(data) == 0:
+            raise ValueError("data has no rows")
+        self.formula = formula
+        self._rhs = _strip_formula(formula)
+        self._parse()
+        if instance is not None and self.group_factor is not None and instance != self.group_factor:
+            raise ValueError(
+                f"instance={instance!r} differs from the random-effect grouping factor "
+                f"{self.group_factor!r}; the random effects must be grouped by the instance"
+            )
+        self.instance = instance if instance is not None else self.group_factor
+        columns = sorted(self._variables | ({self.instance} if self.instance else set()))
+        self._check_columns(data, columns)
+        self._check_finite(data)
+        self.standardization = self._fit_standardization(data, standardize)
+        self.categories = {
+            col: pd.Categorical(data[col]).categories
+            for col in sorted(self._variables)
+            if not self._is_numeric(data[col])
+        }
+        if self.instance is not None:
+            levels = pd.Categorical(data[self.instance]).categories
+            self.groups = np.asarray(levels)
+        else:
+            self.groups = np.arange(len(data))
+        self._reference = data[columns].reset_index(drop=True).copy()
+        self._build_encoders()
+
+    # ------------------------------------------------------------------ parsing
+    def _parse(self) -> None:
+        self._fixed_rhs: str | None
+        self._random_rhs: str | None = None
+        self.group_factor = None
+        self._variables: set[str] = set()
+        if self._rhs in _EMPTY_FORMULAS:
+            self._fixed_rhs = None
+            return
+        try:
+            desc = model_description(self._rhs)
+        except Exception as err:  # formulae raises several parser error types
+            raise ValueError(f"cannot parse formula {self.formula!r}: {err}") from err
+        factors = {str(term.factor.name) for term in desc.group_terms}
+        if len(factors) > 1:
+            raise ValueError(
+                f"formula {self.formula!r} groups random effects by {sorted(factors)}; "
+                "one grouping factor (the instance) is supported"
+            )
+        explicit_no_intercept = re.search(r"(^|[+\s(])(0|-\s*1)\s*(\+|$)", self._fixed_part())
+        fixed_names = [self._term_source(t) for t in desc.common_terms]
+        has_intercept = "1" in fixed_names
+        fixed_names = [n for n in fixed_names if n != "1"]
+        if has_intercept or not explicit_no_intercept:
+            if not has_intercept and not fixed_names:
+                self._fixed_rhs = None
+            else:
+                self._fixed_rhs = " + ".join(["1" if has_intercept else "0", *fixed_names])
+        else:
+            self._fixed_rhs = " + ".join(["0", *fixed_names]) if fixed_names else None
+        for term in desc.common_terms:
+            self._variables |= _variables(term)
+        if desc.group_terms:
+            self.group_factor = factors.pop()
+            expr_names = [self._term_source(t.expr) for t in desc.group_terms]
+            has_re_intercept = "1" in expr_names
+            rest = [n for n in expr_names if n != "1"]
+            self._random_rhs = " + ".join(["1" if has_re_intercept else "0", *rest])
+            for term in desc.group_terms:
+                self._variables |= _variables(term.expr)
+
+    def _fixed_part(self) -> str:
+        return re.sub(r"\([^()]*\|[^()]*\)", "", self._rhs)
+
+    @staticmethod
+    def _term_source(term) -> str:
+        if type(term).__name__ == "Intercept":
+            return "1"
+        return str(term.name)
+
+    # ------------------------------------------------------------------ fitting
+    @staticmethod
+    def _is_numeric(values: pd.Series) -> bool:
+        return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+    def _check_columns(self, data: pd.DataFrame, columns: Sequence[str]) -> None:
+        missing = [c for c in columns if c not in data.columns]
+        if missing:
+            raise KeyError(
+                f"formula {self.formula!r} uses column(s) {missing} not found in data; "
+                f"available columns: {list(data.columns)}"
+            )
+
+    def _check_finite(self, data: pd.DataFrame) -> None:
+        for col in sorted(self._variables | ({self.instance} if self.instance else set())):
+            values = data[col]
+            if self._is_numeric(values):
+                bad = ~np.isfinite(values.to_numpy(dtype=float))
+            else:
+                bad = values.isna().to_numpy()
+            if bad.any():
+                first = data.index[np.flatnonzero(bad)[0]]
+                raise ValueError(
+                    f"column {col!r} has {int(bad.sum())} NaN/inf value(s) "
+                    f"(first at row {first!r}); covariates must be finite"
+                )
+
+    def _fit_standardization(
+        self, data: pd.DataFrame, standardize: bool | Sequence[str]
+    ) -> dict[str, tuple[float, float]]:
+        if standardize is True:
+            candidates = [
+                c
+                for c in sorted(self._variables)
+                if c != self.instance and self._is_numeric(data[c]) and not _is_binary(data[c])
+            ]
+        elif standardize is False:
+            candidates = []
+        else:
+            candidates = list(standardize)
+            self._check_columns(data, candidates)
+            for col in candidates:
+                if not self._is_numeric(data[col]):
+                    raise ValueError(f"cannot standardize non-numeric column {col!r}")
+        stats = {}
+        for col in candidates:
+            values = data[col].to_numpy(dtype=float)
+            std = float(values.std())
+            stats[col] = (float(values.mean()), std if std > 0 else 1.0)
+        return stats
+
+    def _prepare(self, data: pd.DataFrame) -> pd.DataFrame:
+        frame = data.copy()
+        for col, (mean, std) in self.standardization.items():
+            frame[col] = (frame[col].to_numpy(dtype=float) - mean) / std
+        for col, levels in self.categories.items():
+            frame[col] = pd.Categorical(frame[col], categories=levels)
+        return frame
+
+    def _build_encoders(self) -> None:
+        frame = self._prepare(self._reference)
+        self._fixed_encoder = (
+            design_matrices(self._fixed_rhs, frame, na_action="error").common
+            if self._fixed_rhs
+            else None
+        )
+        self._random_encoder = (
+            design_matrices(self._random_rhs, frame, na_action="error").common
+            if self._random_rhs
+            else None
+        )
+        self.fixed_terms = self._labels(self._fixed_encoder)
+        self.random_terms = tuple(
+            "1" if name == "Intercept" else name for name in self._labels(self._random_encoder)
+        )
+
+    @staticmethod
+    def _labels(encoder) -> tuple[str, ...]:
+        if encoder is None:
+            return ()
+        return tuple(label for term in encoder.terms.values() for label in term.labels)
+
+    # ------------------------------------------------------------------ public
+    @property
+    def n_fixed(self) -> int:
+        """Number of fixed-effect columns Q_f."""
+        return len(self.fixed_terms)
+
+    @property
+    def n_random(self) -> int:
+        """Number of random-effect expression columns k."""
+        return len(self.random_terms)
+
+    @property
+    def n_groups(self) -> int:
+        """Number of groups (instances) seen in training."""
+        return len(self.groups)
+
+    def transform(self, data: pd.DataFrame, *, unseen: UnseenPolicy = "error") -> DesignMatrices:
+        """Encode rows exactly as the training data were encoded.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame
+            Covariates of the rows to encode; it must hold every column the formula uses.
+        unseen : {"error", "prior"}, default "error"
+            What to do with a group not seen in training: raise, or give it index ``-1`` so that
+            its random effects take their prior mean (zero).
+
+        Returns
+        -------
+        DesignMatrices
+        """
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        if unseen not in ("error", "prior"):
+            raise ValueError(f"unseen must be 'error' or 'prior', got {unseen!r}")
+        needed = sorted(self._variables | ({self.instance} if self.instance else set()))
+        self._check_columns(data, needed)
+        self._check_finite(data)
+        for col, levels in self.categories.items():
+            values = data[col]
+            unknown = ~values.isin(levels)
+            if unknown.any():
+                raise ValueError(
+                    f"column {col!r} has level(s) {sorted(map(str, pd.unique(values[unknown])))} "
+                    f"not seen in training; known levels: {list(map(str, levels))}"
+                )
+        frame = self._prepare(data.reset_index(drop=True))
+        n = len(frame)
+        fixed = (
+            np.asarray(self._fixed_encoder.evaluate_new_data(frame)).astype(np.float32)
+            if self._fixed_encoder is not None
+            else np.zeros((n, 0), dtype=np.float32)
+        )
+        random = (
+            np.asarray(self._random_encoder.evaluate_new_data(frame)).astype(np.float32)
+            if self._random_encoder is not None
+            else np.zeros((n, 0), dtype=np.float32)
+        )
+        group = self.group_index(data, unseen=unseen)
+        return DesignMatrices(fixed=fixed.reshape(n, -1), random=random.reshape(n, -1), group=group)
+
+    def group_index(self, data: pd.DataFrame, *, unseen: UnseenPolicy = "error") -> np.ndarray:
+        """Index of each row's instance among :attr:`groups` (``-1`` for unseen, if allowed)."""
+        if self.instance is None:
+            return np.full(len(data), -1, dtype=np.int64) if len(data) else np.zeros(0, np.int64)
+        codes = pd.Categorical(data[self.instance], categories=self.groups).codes.astype(np.int64)
+        if (codes < 0).any() and unseen == "error":
+            new = pd.unique(data[self.instance][codes < 0])
+            raise ValueError(
+                f"column {self.instance!r} has instance(s) not seen in training: "
+                f"{list(map(str, new[:10]))}{' ...' if len(new) > 10 else ''}; "
+                "pass unseen='prior' to predict them at the prior mean of the random effects"
+            )
+        return codes
+
+    def dense_random_design(self, matrices: DesignMatrices) -> np.ndarray:
+        """The paper's dense random-effects design ``e_p ⊗ w_i``, shape (N, P·k).
+
+        Provided to check the gather form against the one-hot form; never used in training.
+        Columns are ordered group-major: column ``p * k + j`` holds ``w_ij`` for rows of group p.
+        """
+        n, k = matrices.random.shape
+        dense = np.zeros((n, self.n_groups * k), dtype=np.float32)
+        rows = np.flatnonzero(matrices.group >= 0)
+        for j in range(k):
+            dense[rows, matrices.group[rows] * k + j] = matrices.random[rows, j]
+        return dense
+
+    def describe(self) -> dict:
+        """A JSON-serialisable summary: formula, terms, grouping and standardisation."""
+        return {
+            "formula": self.formula,
+            "fixed_terms": list(self.fixed_terms),
+            "random_terms": list(self.random_terms),
+            "group_factor": self.group_factor,
+            "instance": self.instance,
+            "n_groups": int(self.n_groups),
+            "standardization": {k: list(v) for k, v in self.standardization.items()},
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Design({self.formula!r}, fixed={list(self.fixed_terms)}, "
+            f"random={list(self.random_terms)} | {self.group_factor}, groups={self.n_groups})"
+        )
+
+    # formulae's encoders hold a module reference and cannot be pickled: rebuild them on load.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_fixed_encoder", None)
+        state.pop("_random_encoder", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._build_encoders()

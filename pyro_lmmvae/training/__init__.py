@@ -1,0 +1,1 @@
+"""Training: the ELBO as a torch module and the fitting loop."""
