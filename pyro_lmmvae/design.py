@@ -357,7 +357,7 @@ class Design:
         """Index of each row's instance among :attr:`groups` (``-1`` for unseen, if allowed)."""
         if self.instance is None:
             return np.full(len(data), -1, dtype=np.int64) if len(data) else np.zeros(0, np.int64)
-        codes = pd.Categorical(data[self.instance], categories=self.groups).codes.astype(np.int64)
+        codes = pd.Index(self.groups).get_indexer(data[self.instance]).astype(np.int64)
         if (codes < 0).any() and unseen == "error":
             new = pd.unique(data[self.instance][codes < 0])
             raise ValueError(

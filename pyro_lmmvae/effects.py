@@ -99,7 +99,9 @@ def effects_inference_data(
         "inference_library": "pyro",
         **(attrs or {}),
     }
-    return az.from_dict(posterior=posterior, coords=coords, dims=dims, attrs=all_attrs)
+    idata = az.from_dict(posterior=posterior, coords=coords, dims=dims)
+    idata.posterior.attrs.update(all_attrs)
+    return idata
 
 
 def _frame(design: Design, groups: Sequence):

@@ -43,11 +43,13 @@ def fixed_effects_forest(
     )
     axes = np.atleast_1d(axes)
     ypos = np.arange(n_terms)[::-1]
-    for l, ax in enumerate(axes):
-        ax.errorbar(mean[l], ypos, xerr=2 * sd[l], fmt="o", color="C0", label="estimate ± 2 sd")
-        ax.scatter(truth[l], ypos, marker="x", color="C3", zorder=3, label="truth")
+    for latent, ax in enumerate(axes):
+        ax.errorbar(
+            mean[latent], ypos, xerr=2 * sd[latent], fmt="o", color="C0", label="estimate ± 2 sd"
+        )
+        ax.scatter(truth[latent], ypos, marker="x", color="C3", zorder=3, label="truth")
         ax.axvline(0, color="grey", lw=0.5)
-        ax.set_title(f"latent {l}")
+        ax.set_title(f"latent {latent}")
     axes[0].set_yticks(ypos, terms)
     axes[-1].legend(loc="lower right", fontsize=8)
     fig.suptitle("Fixed effects, mapped to the true latent coordinates")
