@@ -77,6 +77,11 @@ class MeanFieldEffects(LocalPyroModule):
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Sample the effect sites from q; returns (A_f, u_batch) like the model's effects."""
+        if self.n_random and bool((batch.instances < 0).any()):
+            raise ValueError(
+                "the ELBO needs instances seen in training: rows of unseen instances (-1) "
+                "have no variational factor q(u_p)"
+            )
         fixed = random = None
         latent_plate = pyro.plate("latent", self.latent_dim, dim=-1)
         if self.n_fixed:

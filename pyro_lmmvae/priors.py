@@ -6,9 +6,9 @@ distribution of an effect tensor of a given shape. Any Pyro distribution can be 
 that the prior follows the model to the GPU and into checkpoints. :class:`LearnedScaleNormal`
 learns its scale as a point estimate on the ELBO (the spec's ``learn_sigma_u``).
 
-With a Normal prior and the mean-field Normal guide, :class:`~pyro.infer.TraceMeanField_ELBO`
-uses the analytic KL; with any other prior (Laplace, StudentT, ...) it falls back to a Monte
-Carlo estimate of ``log q - log p``.
+With the mean-field Normal guide, :class:`~pyro.infer.TraceMeanField_ELBO` uses the analytic KL
+whenever torch registers one for the pair (Normal, Laplace, Gumbel priors); otherwise (StudentT,
+Cauchy, hierarchical priors, ...) it falls back to a Monte Carlo estimate of ``log q - log p``.
 
 Examples
 --------
@@ -25,6 +25,7 @@ import inspect
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
+from pyro.distributions.torch_distribution import TorchDistributionMixin
 from pyro.nn import PyroParam
 
 from .pyro_module import LocalPyroModule
@@ -67,7 +68,16 @@ class DistributionPrior(EffectPrior):
                 "a prior on effect entries must have an empty event shape, got "
                 f"{tuple(distribution.event_shape)} for {type(distribution).__name__}"
             )
-        self.distribution_type = type(distribution)
+        if isinstance(distribution, TorchDistributionMixin):
+            self.distribution_type = type(distribution)
+        else:  # a plain torch distribution: use its Pyro counterpart (which has .to_event)
+            pyro_type = getattr(dist, type(distribution).__name__, None)
+            if pyro_type is None:
+                raise TypeError(
+                    f"{type(distribution).__name__} has no Pyro counterpart; "
+                    "use a distribution from pyro.distributions"
+                )
+            self.distribution_type = pyro_type
         accepted = inspect.signature(self.distribution_type.__init__).parameters
         self._param_names = []
         for name in distribution.arg_constraints:

@@ -24,7 +24,7 @@ from pyro_lmmvae.demo import SYNTHETIC_FORMULA
 @pytest.fixture(scope="module")
 def fits():
     ds = make_synthetic(seed=0)
-    tr, va, te = ds.split("train"), ds.split("val"), ds.split("test")
+    tr, va = ds.split("train"), ds.split("val")
     common = dict(
         data=tr.data, y=tr.y, mask=tr.mask, latent_dim=4, standardize=False, instance="id", seed=0
     )

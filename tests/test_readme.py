@@ -1,0 +1,24 @@
+"""The README's Python examples run as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_examples_run(tmp_path, monkeypatch):
+    blocks = _python_blocks()
+    assert len(blocks) >= 3
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:  # later blocks use names defined by the quickstart
+        exec(compile(block, str(README), "exec"), namespace)
+    assert (tmp_path / "model.pt").exists() and (tmp_path / "effects.nc").exists()
+    assert namespace["Y_hat"].shape == namespace["train"].y.shape
+    assert list(namespace["summary"].columns[:2]) == ["mean", "sd"]
