@@ -149,15 +149,7 @@ def _mean_se(samples: np.ndarray) -> tuple[float, float]:
     return float(samples.mean()), float(samples.std(ddof=1) / math.sqrt(len(samples)))
 
 
-@pytest.fixture(autouse=True)
-def _isolated():
-    """Empty global param store; one intra-op thread (tiny tensors, robust on loaded CPUs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pyro.clear_param_store()
-    yield
-    pyro.clear_param_store()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_pyro")
 
 
 # --------------------------------------------------------------------------- expected KL
@@ -316,20 +308,6 @@ def test_gather_equals_dense_one_hot():
 # --------------------------------------------------------------------------- SVI and loss module
 
 
-def _synthetic_model() -> LMMVAE:
-    ds = make_synthetic(n_instances=20, seed=0).split("train")
-    m = LMMVAE(
-        "~ 1 + t + g + (1 + t | id)",
-        data=ds.data,
-        y=ds.y,
-        mask=ds.mask,
-        latent_dim=2,
-        standardize=False,
-        seed=0,
-    )
-    return m
-
-
 def _loss_mean_se(m: LMMVAE, batch: Batch, seed: int, n: int = 10) -> tuple[float, float]:
     loss = m.loss_module(num_particles=20)
     with torch.random.fork_rng(), torch.no_grad():
@@ -342,10 +320,10 @@ def _svi_epoch(svi: SVI, batcher: InstanceBatcher) -> float:
     return sum(svi.step(batch) / batch.scale for batch in batcher)
 
 
-def test_svi_path_and_loss_module_agree():
+def test_svi_path_and_loss_module_agree(make_lmmvae):
     pyro.set_rng_seed(5)
     pyro.clear_param_store()
-    m = _synthetic_model()
+    m = make_lmmvae(make_synthetic(n_instances=20, seed=0).split("train"))
     full = m.tensors().full_batch()
     before, before_se = _loss_mean_se(m, full, seed=0)
     initial = {name: p.detach().clone() for name, p in m.pair.named_parameters()}

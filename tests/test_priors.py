@@ -27,33 +27,12 @@ N_SE = 4.0
 FORMULA = "~ 1 + t + g + (1 + t | id)"
 
 
-@pytest.fixture(autouse=True)
-def _isolated():
-    """Empty global param store; one intra-op thread (tiny tensors, robust on loaded CPUs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pyro.clear_param_store()
-    yield
-    pyro.clear_param_store()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_pyro")
 
 
 @pytest.fixture(scope="module")
 def train_split():
     return make_synthetic(n_instances=20, seed=0).split("train")
-
-
-def _model(ds, **kwargs) -> LMMVAE:
-    return LMMVAE(
-        FORMULA,
-        data=ds.data,
-        y=ds.y,
-        mask=ds.mask,
-        latent_dim=2,
-        standardize=False,
-        seed=0,
-        **kwargs,
-    )
 
 
 def _site_fn(m: LMMVAE, site: str):
@@ -91,9 +70,9 @@ def _has_analytic_kl(fn) -> bool:
 
 @pytest.mark.parametrize(("attr", "site", "prior", "kind", "params", "analytic"), SWAPS)
 def test_swapped_prior_changes_site_and_trains(
-    train_split, attr, site, prior, kind, params, analytic
+    train_split, make_lmmvae, attr, site, prior, kind, params, analytic
 ):
-    m = _model(train_split)
+    m = make_lmmvae(train_split)
     default = _site_fn(m, site)
     assert isinstance(default, dist.Independent) and type(default.base_dist) is dist.Normal
     setattr(m.model.effects, attr, prior)
@@ -117,8 +96,8 @@ def test_swapped_prior_changes_site_and_trains(
     assert len(pyro.get_param_store().keys()) == 0
 
 
-def test_learned_scale_prior_is_trained(train_split):
-    m = _model(train_split, random_prior="learned_scale")
+def test_learned_scale_prior_is_trained(train_split, make_lmmvae):
+    m = make_lmmvae(train_split, random_prior="learned_scale")
     prior = m.model.effects.random_prior
     assert isinstance(prior, LearnedScaleNormal)
     names = dict(m.pair.named_parameters())
