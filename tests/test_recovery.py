@@ -5,7 +5,7 @@ Thresholds (documented in README "Effect recovery"):
 * ``fixed_effects_rel_error < 0.8``: the zero estimator scores exactly 1, so this asks for a
   clear improvement over knowing nothing;
 * ``random_effects_corr > 0.25``: for independent values the correlation over n = P·L*·k
-  entries has standard error 1/sqrt(n) ≈ 0.024 here, so 0.25 is about 10 standard errors above
+  entries has standard error 1/sqrt(n) ≈ 0.020 here, so 0.25 is about 12 standard errors above
   chance;
 * oLMM-VAE's prediction MSE at held-out time points is below the VAE's by more than 4 standard
   errors of the paired per-row difference.
