@@ -180,9 +180,9 @@ class LMMVAE:
         """Encode rows (the training rows by default) as tensors on the model's device."""
         if data is None:
             data = self._data
-            y = self._y if y is None else y
-            mask = self._mask if mask is None and y is self._y else mask
-        if y is None:
+            if y is None:
+                y, mask = self._y, self._mask
+        elif y is None:  # covariates only (prediction): no observations to validate
             y = np.zeros((len(data), self.obs_dim), dtype=np.float32)
             mask = np.ones_like(y, dtype=bool)
         return LongitudinalTensors.from_frame(

@@ -10,7 +10,7 @@ Rows are gathered through CSR offsets, so a batch costs O(rows in the batch).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -61,16 +61,6 @@ class Batch:
     def encoder_input(self) -> torch.Tensor:
         """``m ⊙ y``: the encoder input of spec §5."""
         return self.y * self.mask
-
-    def to(self, device: torch.device | str) -> Batch:
-        """A copy with every tensor on ``device``."""
-        values = {
-            f.name: getattr(self, f.name).to(device)
-            if isinstance(getattr(self, f.name), torch.Tensor)
-            else getattr(self, f.name)
-            for f in fields(self)
-        }
-        return Batch(**values)
 
 
 def validate_observations(
@@ -175,8 +165,16 @@ class LongitudinalTensors:
     def __len__(self) -> int:
         return self.y.shape[0]
 
-    def rows(self, index: torch.Tensor, n_instances_total: int, scale: float = 1.0) -> Batch:
-        """A batch made of the given rows (local instance positions computed from the rows)."""
+    def rows(self, index: torch.Tensor, n_instances_total: int | None = None) -> Batch:
+        """A batch of the given rows, with scale 1.
+
+        Parameters
+        ----------
+        index : torch.Tensor
+            Row indices.
+        n_instances_total : int, optional
+            P of the instance plate; defaults to the number of instances among the rows.
+        """
         instances, local = torch.unique(self.instance[index], return_inverse=True)
         return Batch(
             x=self.x[index],
@@ -185,28 +183,15 @@ class LongitudinalTensors:
             mask=self.mask[index],
             instances=instances,
             local=local,
-            scale=scale,
-            n_instances_total=n_instances_total,
+            scale=1.0,
+            n_instances_total=int(instances.numel())
+            if n_instances_total is None
+            else n_instances_total,
         )
 
     def full_batch(self) -> Batch:
         """All rows as one batch with scale 1."""
-        index = torch.arange(len(self), device=self.device)
-        instances, local = torch.unique(self.instance, return_inverse=True)
-        return (
-            Batch(
-                x=self.x,
-                w=self.w,
-                y=self.y,
-                mask=self.mask,
-                instances=instances,
-                local=local,
-                scale=1.0,
-                n_instances_total=int(instances.numel()),
-            )
-            if len(index)
-            else self.rows(index, 0)
-        )
+        return self.rows(torch.arange(len(self), device=self.device))
 
 
 class InstanceBatcher:

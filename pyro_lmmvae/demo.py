@@ -83,9 +83,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(), progress: b
     mu = lmm.latents(train.y, train.mask)
     fixed_hat = lmm.guide.effects.fixed_loc.detach().cpu().numpy()
     random_hat = lmm.guide.effects.random_loc.detach().cpu().numpy()
-    order = lmm.design.group_index(
-        _labels_frame(ds.truth["instance_labels"], lmm.design.instance), unseen="error"
-    )
+    order = lmm.design.group_codes(ds.truth["instance_labels"])
     recovery = metrics.effect_recovery(
         mu,
         z_train,
@@ -139,12 +137,6 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(), progress: b
     write_text_atomic(out / "metrics.json", json.dumps(results, indent=2, default=float))
     _figures(out, ds, lmm, vae, idata)
     return results
-
-
-def _labels_frame(labels, column: str):
-    import pandas as pd
-
-    return pd.DataFrame({column: labels})
 
 
 def _figures(out: Path, ds, lmm: LMMVAE, vae: LMMVAE, idata) -> None:

@@ -47,11 +47,6 @@ class DesignMatrices:
     random: np.ndarray
     group: np.ndarray
 
-    @property
-    def n_rows(self) -> int:
-        """Number of rows."""
-        return self.fixed.shape[0]
-
 
 def _strip_formula(formula: str) -> str:
     text = formula.strip()
@@ -356,10 +351,15 @@ class Design:
     def group_index(self, data: pd.DataFrame, *, unseen: UnseenPolicy = "error") -> np.ndarray:
         """Index of each row's instance among :attr:`groups` (``-1`` for unseen, if allowed)."""
         if self.instance is None:
-            return np.full(len(data), -1, dtype=np.int64) if len(data) else np.zeros(0, np.int64)
-        codes = pd.Index(self.groups).get_indexer(data[self.instance]).astype(np.int64)
+            return np.full(len(data), -1, dtype=np.int64)
+        return self.group_codes(data[self.instance], unseen=unseen)
+
+    def group_codes(self, labels, *, unseen: UnseenPolicy = "error") -> np.ndarray:
+        """Index of each instance label among :attr:`groups` (``-1`` for unseen, if allowed)."""
+        labels = pd.Series(labels)
+        codes = pd.Index(self.groups).get_indexer(labels).astype(np.int64)
         if (codes < 0).any() and unseen == "error":
-            new = pd.unique(data[self.instance][codes < 0])
+            new = pd.unique(labels[codes < 0])
             raise ValueError(
                 f"column {self.instance!r} has instance(s) not seen in training: "
                 f"{list(map(str, new[:10]))}{' ...' if len(new) > 10 else ''}; "

@@ -78,7 +78,7 @@ def effects_inference_data(
             index = np.arange(design.n_groups)
             labels = np.asarray(design.groups)
             if groups is not None:
-                index = design.group_index(_frame(design, groups))
+                index = design.group_codes(list(groups))
                 labels = labels[index]
             idx = torch.as_tensor(index, dtype=torch.long)
             loc = guide_effects.random_loc.detach().cpu()[idx]
@@ -102,9 +102,3 @@ def effects_inference_data(
     idata = az.from_dict(posterior=posterior, coords=coords, dims=dims)
     idata.posterior.attrs.update(all_attrs)
     return idata
-
-
-def _frame(design: Design, groups: Sequence):
-    import pandas as pd
-
-    return pd.DataFrame({design.instance: list(groups)})

@@ -118,16 +118,17 @@ def train(
         for step, batch in enumerate(batcher):
             optimizer.zero_grad(set_to_none=True)
             value = loss(batch)
-            if not torch.isfinite(value):
+            number = float(value.detach())  # the step's one host sync
+            if not math.isfinite(number):
                 raise NonFiniteLossError(
-                    f"loss is {float(value)} at epoch {epoch}, step {step}; the weights of the "
+                    f"loss is {number} at epoch {epoch}, step {step}; the weights of the "
                     "last good step are kept. Lower the learning rate or set clip_norm."
                 )
             value.backward()
             if clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, clip_norm)
             optimizer.step()
-            total += float(value.detach()) / batch.scale
+            total += number / batch.scale
         history.lr.append(scheduler.get_last_lr()[0])
         scheduler.step()
         history.train_loss.append(total / n_rows)
