@@ -1,6 +1,19 @@
 """Variational guides of the LMM-VAE family (installed as ``pyro_lmmvae.guides``)."""
 
 from .effects import MeanFieldEffects, variance_from_rho
+from .gsnn import GSNNGuide
 from .olmm import OLMMGuide
+from .pooling import POOLINGS, pool_mean, pool_precision, segment_sum
+from .slmm import SLMMGuide
 
-__all__ = ["MeanFieldEffects", "OLMMGuide", "variance_from_rho"]
+__all__ = [
+    "POOLINGS",
+    "GSNNGuide",
+    "MeanFieldEffects",
+    "OLMMGuide",
+    "SLMMGuide",
+    "pool_mean",
+    "pool_precision",
+    "segment_sum",
+    "variance_from_rho",
+]

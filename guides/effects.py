@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pyro_lmmvae.data import Batch
-from pyro_lmmvae.models.effects import FIXED_SITE, RANDOM_SITE
+from pyro_lmmvae.models.effects import FIXED_SITE, RANDOM_SITE, effect_moments_at_rows
 from pyro_lmmvae.pyro_module import LocalPyroModule
 
 _LOG_VAR_FLOOR = -8.0
@@ -62,10 +62,23 @@ class MeanFieldEffects(LocalPyroModule):
             _rho_init((n_groups if n_random else 0, latent_dim, n_random))
         )
 
+    is_point = False
+
     @property
     def fixed_var(self) -> torch.Tensor:
         """V_f, entry-wise variances of q(A_f), (L, Q_f)."""
         return variance_from_rho(self.fixed_rho)
+
+    def fixed_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M_f, V_f), each (L, Q_f)."""
+        return self.fixed_loc, self.fixed_var
+
+    def for_instances(self, n_groups: int) -> MeanFieldEffects:
+        """Fresh q(u_p) for ``n_groups`` new instances; q(A_f) shared (same Parameters)."""
+        new = MeanFieldEffects(self.latent_dim, self.n_fixed, self.n_random, n_groups)
+        new.fixed_loc = self.fixed_loc
+        new.fixed_rho = self.fixed_rho
+        return new.to(self.fixed_loc.device)
 
     def random_moments(self, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Means and variances of q(u_p) for the given groups; zero for ``-1`` (unseen)."""
@@ -104,14 +117,4 @@ class MeanFieldEffects(LocalPyroModule):
         Rows of unseen instances (``batch.instances == -1``) get the prior mean of their random
         effects, i.e. no random-effect contribution.
         """
-        n = batch.n_rows
-        mean = batch.y.new_zeros(n, self.latent_dim)
-        var = batch.y.new_zeros(n, self.latent_dim)
-        if self.n_fixed:
-            mean = mean + batch.x @ self.fixed_loc.T
-            var = var + batch.x.square() @ self.fixed_var.T
-        if self.n_random:
-            loc, v = self.random_moments(batch.instances)
-            mean = mean + torch.einsum("nlk,nk->nl", loc[batch.local], batch.w)
-            var = var + torch.einsum("nlk,nk->nl", v[batch.local], batch.w.square())
-        return mean, var
+        return effect_moments_at_rows(self, batch)

@@ -1,20 +1,37 @@
 """Generative models of the LMM-VAE family (installed as ``pyro_lmmvae.models``)."""
 
-from .effects import FIXED_SITE, RANDOM_SITE, MixedEffects, linear_predictor
+from .base import LATENT_SITE, OBJECTIVES, OBS_SITE, LatentLMMModel, LatentScale
+from .effects import (
+    FIXED_SITE,
+    RANDOM_SITE,
+    MixedEffects,
+    PointEffects,
+    effect_moments_at_rows,
+    gather_rows,
+    linear_predictor,
+)
 from .likelihoods import BernoulliLikelihood, GaussianLikelihood, Likelihood, make_likelihood
-from .olmm import LATENT_SITE, OBS_SITE, LatentScale, OLMMModel
+from .olmm import OLMMModel
+from .slmm import OFFSET_SITE, SLMMModel
 
 __all__ = [
     "FIXED_SITE",
     "LATENT_SITE",
+    "OBJECTIVES",
     "OBS_SITE",
+    "OFFSET_SITE",
     "RANDOM_SITE",
     "BernoulliLikelihood",
     "GaussianLikelihood",
+    "LatentLMMModel",
     "LatentScale",
     "Likelihood",
     "MixedEffects",
     "OLMMModel",
+    "PointEffects",
+    "SLMMModel",
+    "effect_moments_at_rows",
+    "gather_rows",
     "linear_predictor",
     "make_likelihood",
 ]

@@ -1,10 +1,13 @@
-"""The latent linear mixed model shared by every variant: effect sites and linear predictor.
+"""The latent linear mixed model shared by every variant: effects and linear predictor.
 
 ``eta_i = A_f x_i + u_{p(i)} w_i`` (spec §1). The fixed effects ``A_f`` (L, Q_f) are sampled in
 ``plate("latent", L, dim=-1)`` with the Q_f columns as the event; the random effects ``u``
 (P, L, k) in ``plate("instances", P, subsample=batch.instances, dim=-2)`` × the latent plate,
 with the k expression columns as the event. The instance plate scales their prior terms by P/B.
 The random effects of a row are gathered by its instance index: never a dense one-hot product.
+
+:class:`PointEffects` holds A as point estimates instead (parameters of the model, no prior
+term): the sLMM-VAE default (spec §3).
 """
 
 from __future__ import annotations
@@ -18,6 +21,30 @@ from pyro_lmmvae.pyro_module import LocalPyroModule
 
 FIXED_SITE = "fixed_effects"
 RANDOM_SITE = "random_effects"
+
+
+def gather_rows(per_instance: torch.Tensor, local: torch.Tensor, event_dims: int = 1):
+    """Each row's slice of a per-instance tensor, aligned with the obs plate.
+
+    Parameters
+    ----------
+    per_instance : torch.Tensor
+        (..., B, *event) with ``event_dims`` trailing dims per instance.
+    local : torch.Tensor
+        Position of each row's instance, (n,).
+    event_dims : int, default 1
+
+    Returns
+    -------
+    torch.Tensor
+        (n, *event); with leading sample dims (vectorized particles, which sit left of the
+        instance and latent plates) the result is (S, 1, n, *event), matching a site in
+        ``plate("obs", n, dim=-1)``.
+    """
+    rows = per_instance.index_select(-1 - event_dims, local)
+    if per_instance.dim() > 1 + event_dims:
+        rows = rows.unsqueeze(-2 - event_dims)
+    return rows
 
 
 def linear_predictor(
@@ -37,12 +64,35 @@ def linear_predictor(
     if fixed is not None and fixed.shape[-1] > 0:
         eta = torch.einsum("...lq,nq->...nl", fixed, batch.x)
     if random is not None and random.shape[-1] > 0:
-        gathered = random.index_select(-3, batch.local)  # (..., n, L, k)
+        gathered = gather_rows(random, batch.local, event_dims=2)  # (..., n, L, k)
         eta_r = torch.einsum("...nlk,nk->...nl", gathered, batch.w)
-        if random.dim() > 3:  # particle dims sit left of the instance plate
-            eta_r = eta_r.unsqueeze(-3)
         eta = eta_r if eta is None else eta + eta_r
     return eta
+
+
+def effect_moments_at_rows(effects, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``M x̄`` and variance ``V (x̄ ⊙ x̄)`` of eta at the batch's rows, each (n, L).
+
+    Parameters
+    ----------
+    effects : PointEffects or MeanFieldEffects
+        Anything with ``fixed_moments()`` and ``random_moments(groups)``.
+    batch : Batch
+        Rows of unseen instances (``batch.instances == -1``) get the prior mean of their random
+        effects, i.e. no random-effect contribution.
+    """
+    n = batch.n_rows
+    mean = batch.y.new_zeros(n, effects.latent_dim)
+    var = batch.y.new_zeros(n, effects.latent_dim)
+    if effects.n_fixed:
+        loc, v = effects.fixed_moments()
+        mean = mean + batch.x @ loc.T
+        var = var + batch.x.square() @ v.T
+    if effects.n_random:
+        loc, v = effects.random_moments(batch.instances)
+        mean = mean + torch.einsum("nlk,nk->nl", loc[batch.local], batch.w)
+        var = var + torch.einsum("nlk,nk->nl", v[batch.local], batch.w.square())
+    return mean, var
 
 
 class MixedEffects(LocalPyroModule):
@@ -81,6 +131,17 @@ class MixedEffects(LocalPyroModule):
         self.fixed_prior = as_prior(fixed_prior)
         self.random_prior = as_prior(random_prior)
 
+    def for_instances(self, n_groups: int) -> MixedEffects:
+        """The same priors over ``n_groups`` new instances (for context adaptation)."""
+        return MixedEffects(
+            self.latent_dim,
+            self.n_fixed,
+            self.n_random,
+            n_groups,
+            self.fixed_prior,
+            self.random_prior,
+        )
+
     def __setattr__(self, name: str, value) -> None:
         if name in ("fixed_prior", "random_prior") and not isinstance(value, EffectPrior):
             value = as_prior(value)
@@ -101,4 +162,63 @@ class MixedEffects(LocalPyroModule):
             ):
                 shape = (len(batch.instances), self.latent_dim, self.n_random)
                 random = pyro.sample(RANDOM_SITE, self.random_prior(shape).to_event(1))
+        return fixed, random
+
+
+class PointEffects(LocalPyroModule):
+    """Point estimates of A_f (L, Q_f) and u (P, L, k): parameters, no sample sites, no prior.
+
+    The sLMM-VAE default (spec §3) and the GSNN-sLMM instance intercepts (spec §4). Exposes the
+    same moment interface as the mean-field guide factors with zero variance, so prediction and
+    :meth:`~pyro_lmmvae.LMMVAE.effects` treat both alike.
+
+    Parameters
+    ----------
+    latent_dim, n_fixed, n_random, n_groups : int
+        L, Q_f, k and P, as in :class:`MixedEffects`.
+    init_scale : float, default 0.01
+        Standard deviation of the initial fixed effects; random effects start at 0.
+    """
+
+    is_point = True
+
+    def __init__(
+        self, latent_dim: int, n_fixed: int, n_random: int, n_groups: int, init_scale: float = 0.01
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.n_fixed = n_fixed
+        self.n_random = n_random
+        self.n_groups = n_groups
+        self.fixed_loc = torch.nn.Parameter(init_scale * torch.randn(latent_dim, n_fixed))
+        self.random_loc = torch.nn.Parameter(
+            torch.zeros(n_groups if n_random else 0, latent_dim, n_random)
+        )
+
+    def for_instances(self, n_groups: int) -> PointEffects:
+        """Effects of ``n_groups`` new instances sharing these fixed effects (same Parameter)."""
+        new = PointEffects(self.latent_dim, self.n_fixed, self.n_random, n_groups)
+        new.fixed_loc = self.fixed_loc
+        return new.to(self.fixed_loc.device)
+
+    def fixed_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A_f, 0): the estimate and a zero variance, each (L, Q_f)."""
+        return self.fixed_loc, torch.zeros_like(self.fixed_loc)
+
+    def random_moments(self, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(u_p, 0) for the given groups; zero for ``-1`` (unseen)."""
+        seen = (groups >= 0)[:, None, None]
+        loc = self.random_loc[groups.clamp(min=0)] * seen
+        return loc, torch.zeros_like(loc)
+
+    def predictor_moments(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``eta`` at the point estimates and a zero variance, each (n, L)."""
+        return effect_moments_at_rows(self, batch)
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(A_f, u of the batch's instances), like :meth:`MixedEffects.forward` but no sites."""
+        if self.n_random and bool((batch.instances < 0).any()):
+            raise ValueError("rows of unseen instances (-1) have no random-effect estimate")
+        fixed = self.fixed_loc if self.n_fixed else None
+        random = self.random_loc[batch.instances] if self.n_random else None
         return fixed, random

@@ -14,22 +14,27 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from pyro_lmmvae.data import InstanceBatcher, LongitudinalTensors, validate_observations
+from pyro_lmmvae import metrics
+from pyro_lmmvae.data import (
+    Batch,
+    InstanceBatcher,
+    LongitudinalTensors,
+    validate_observations,
+)
 from pyro_lmmvae.design import Design, DesignMatrices, UnseenPolicy
 from pyro_lmmvae.effects import effects_inference_data
-from pyro_lmmvae.guides import MeanFieldEffects, OLMMGuide
-from pyro_lmmvae.inference import OLMMVariationalPair
 from pyro_lmmvae.io import write_atomic
-from pyro_lmmvae.models import LatentScale, Likelihood, MixedEffects, OLMMModel, make_likelihood
-from pyro_lmmvae.networks import GaussianEncoder, default_decoder, default_encoder
+from pyro_lmmvae.models import Likelihood
 from pyro_lmmvae.priors import EffectPrior
 from pyro_lmmvae.training.loop import TrainingHistory, train
-from pyro_lmmvae.training.loss import ELBOLoss
+from pyro_lmmvae.variants import VARIANTS, Objective, Variant, VariantOptions, build_pair
 
-Variant = Literal["olmm"]
-VARIANTS = ("olmm",)
-FORMAT = "pyro_lmmvae.LMMVAE/1"
+FORMAT = "pyro_lmmvae.LMMVAE/2"
 PriorSpec = EffectPrior | dist.TorchDistribution | str | None
+Selection = Literal["objective", "prediction_mse"]
+PredictUnseen = Literal["error", "prior", "context"]
+
+__all__ = ["FORMAT", "LMMVAE", "VARIANTS"]
 
 
 class LMMVAE:
@@ -48,13 +53,22 @@ class LMMVAE:
         True where observed. Unobserved entries never enter the likelihood.
     latent_dim : int, default 16
         L.
-    variant : {"olmm"}, default "olmm"
-        oLMM-VAE: one latent per observation, amortized encoder, mean-field q(A).
+    variant : {"olmm", "slmm", "cvae"}, default "olmm"
+        ``"olmm"``: one latent per observation, amortized encoder, mean-field q(A).
+        ``"slmm"``: one latent offset per instance shared by its rows, inferred by pooling the
+        encoder outputs of the instance; A a point estimate by default.
+        ``"cvae"``: the conditional-VAE baseline, prior N(0, sigma_z^2 I) and the fixed-effect
+        columns of the formula appended to the encoder and decoder inputs.
+    objective : {"elbo", "gsnn"}, default "elbo"
+        ``"gsnn"`` sets q(z | y, x) to the prior p(z | x): training then matches conditional
+        generation, but the model has no encoder, so it gives no posterior latents, no
+        imputation from a row's observed entries and no MCC (those calls raise).
     instance : str, optional
         Instance column, if the formula has no random effects (see :class:`Design`).
     encoder, decoder : torch.nn.Module, optional
-        Any networks: the encoder maps (n, D) (or (n, 2D) with ``mask_channel``) to (n, 2L) or a
-        tuple (mu, log sigma^2); the decoder maps (n, L) to (n, D). MLPs by default.
+        Any networks: the encoder maps (n, D) (plus D with ``mask_channel``, plus Q_f for the
+        CVAE) to (n, 2L) or a tuple (mu, log sigma^2); the decoder maps (n, L) (plus Q_f for the
+        CVAE) to (n, D). MLPs by default.
     likelihood : {"gaussian", "bernoulli"} or Likelihood, default "gaussian"
         Gaussian with learned per-feature noise unless ``noise_scale`` fixes it.
     noise_scale : float, optional
@@ -64,7 +78,20 @@ class LMMVAE:
     learn_latent_scale : bool, default False
         Learn sigma_z as a point estimate.
     fixed_prior, random_prior : pyro distribution, EffectPrior or "learned_scale", optional
-        Priors on the entries of A_f and u_p; Normal(0, 1) by default.
+        Priors on the entries of A_f and u_p; Normal(0, 1) by default. Bayesian effects only.
+    bayesian_effects : bool, optional
+        Mean-field q(A) with priors, or point estimates of A without a prior term. Defaults to
+        True for ``"olmm"`` and False for ``"slmm"`` (spec §2, §3).
+    pooling : {"precision", "mean"}, default "precision"
+        sLMM: pool the rows of an instance by precision weighting or by averaging.
+    include_prior_precision : bool, default False
+        sLMM: add sigma_z^-2 to the pooled precision.
+    local_reparam : bool, default False
+        GSNN-oLMM: draw z from its marginal under q(A) (lower-variance gradients).
+    instance_intercept : bool, optional
+        Add ``(1 | instance)`` to a formula without random terms. Defaults to True for
+        ``objective="gsnn"`` (without an encoder, instance identity can enter only through
+        u_p; spec §4) and False otherwise.
     standardize : bool or sequence of str, default True
         Z-score continuous covariates with training statistics (see :class:`Design`).
     mask_channel : bool, default False
@@ -93,6 +120,7 @@ class LMMVAE:
         *,
         latent_dim: int = 16,
         variant: Variant = "olmm",
+        objective: Objective = "elbo",
         instance: str | None = None,
         encoder: nn.Module | None = None,
         decoder: nn.Module | None = None,
@@ -102,25 +130,37 @@ class LMMVAE:
         learn_latent_scale: bool = False,
         fixed_prior: PriorSpec = None,
         random_prior: PriorSpec = None,
+        bayesian_effects: bool | None = None,
+        pooling: str = "precision",
+        include_prior_precision: bool = False,
+        local_reparam: bool = False,
+        instance_intercept: bool | None = None,
         standardize: bool | Sequence[str] = True,
         mask_channel: bool = False,
         seed: int = 0,
     ) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if not isinstance(latent_dim, int) or latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
-        self.variant = variant
+        self.options = VariantOptions(
+            variant=variant,
+            objective=objective,
+            bayesian_effects=(variant != "slmm") if bayesian_effects is None else bayesian_effects,
+            pooling=pooling,
+            include_prior_precision=include_prior_precision,
+            local_reparam=local_reparam,
+        )
         self.latent_dim = latent_dim
-        self.design = Design(formula, data, instance=instance, standardize=standardize)
+        self.design = self._design(formula, data, instance, standardize, instance_intercept)
         self._y, self._mask = validate_observations(y, mask, n_rows=len(data))
         self._data = data.reset_index(drop=True)
-        obs_dim = self._y.shape[1]
-        self.obs_dim = obs_dim
+        self.obs_dim = self._y.shape[1]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.pair = self._build(
-                obs_dim,
+            self.pair = build_pair(
+                self.design,
+                self.obs_dim,
+                latent_dim,
+                self.options,
                 encoder=encoder,
                 decoder=decoder,
                 likelihood=likelihood,
@@ -134,40 +174,52 @@ class LMMVAE:
         self.history = TrainingHistory()
         self.device = torch.device("cpu")
 
-    def _build(self, obs_dim: int, **options) -> OLMMVariationalPair:
-        d, L = self.design, self.latent_dim
-        effects = MixedEffects(
-            L, d.n_fixed, d.n_random, d.n_groups, options["fixed_prior"], options["random_prior"]
+    def _design(self, formula, data, instance, standardize, instance_intercept) -> Design:
+        design = Design(formula, data, instance=instance, standardize=standardize)
+        wanted = (
+            self.options.objective == "gsnn" and self.options.variant != "cvae"
+            if instance_intercept is None
+            else instance_intercept
         )
-        decoder = options["decoder"] or default_decoder(obs_dim, L)
-        model = OLMMModel(
-            effects,
-            decoder,
-            make_likelihood(options["likelihood"], obs_dim, options["noise_scale"]),
-            LatentScale(options["latent_scale"], options["learn_latent_scale"]),
-        )
-        mask_channel = options["mask_channel"]
-        network = options["encoder"] or default_encoder(obs_dim, L, mask_channel)
-        guide = OLMMGuide(
-            MeanFieldEffects(L, d.n_fixed, d.n_random, d.n_groups),
-            GaussianEncoder(network, L, mask_channel),
-        )
-        return OLMMVariationalPair(model, guide)
+        if not wanted or design.n_random:
+            return design
+        if design.instance is None:
+            if instance_intercept:
+                raise ValueError(
+                    "instance_intercept=True needs the instance column: pass instance="
+                )
+            return design
+        with_intercept = f"{design.formula} + (1 | {design.instance})"
+        return Design(with_intercept, data, instance=instance, standardize=standardize)
+
+    @property
+    def variant(self) -> str:
+        """``"olmm"``, ``"slmm"`` or ``"cvae"``."""
+        return self.options.variant
+
+    @property
+    def objective(self) -> str:
+        """``"elbo"`` or ``"gsnn"``."""
+        return self.options.objective
 
     # ------------------------------------------------------------------ components
     @property
-    def model(self) -> OLMMModel:
+    def model(self) -> nn.Module:
         """The Pyro model: a callable taking a :class:`~pyro_lmmvae.data.Batch`."""
         return self.pair.model
 
     @property
-    def guide(self) -> OLMMGuide:
+    def guide(self) -> nn.Module:
         """The Pyro guide: a callable taking a :class:`~pyro_lmmvae.data.Batch`."""
         return self.pair.guide
 
-    def loss_module(self, num_particles: int = 1) -> ELBOLoss:
-        """The negative ELBO as a torch module (for custom loops, Lightning or DDP)."""
-        return ELBOLoss(self.model, self.guide, num_particles=num_particles)
+    def loss_module(self, num_particles: int = 1) -> nn.Module:
+        """The training loss (negative ELBO or GSNN objective) as a torch module.
+
+        Use it in custom loops, Lightning or DDP; with ``num_particles > 1`` it averages several
+        Monte Carlo samples per estimate.
+        """
+        return self.pair.loss_module(num_particles)
 
     def tensors(
         self,
@@ -203,13 +255,14 @@ class LMMVAE:
         lr: float = 1e-3,
         lr_decay: float = 0.99,
         validation: float | tuple | None = 0.2,
+        select: Selection = "objective",
         patience: int | None = None,
         clip_norm: float | None = None,
         device: str | torch.device = "cpu",
         progress: bool = True,
         seed: int = 0,
     ) -> LMMVAE:
-        """Train with SVI on :class:`~pyro.infer.TraceMeanField_ELBO`.
+        """Train with SVI on :class:`~pyro.infer.TraceMeanField_ELBO` (ELBO or GSNN objective).
 
         Parameters
         ----------
@@ -221,7 +274,11 @@ class LMMVAE:
         validation : float, tuple or None, default 0.2
             A fraction of rows held out at random (seeded), or ``(data, y, mask)`` of
             validation rows of the training instances, or None. The weights with the best
-            validation objective (negative ELBO per row) are kept.
+            validation score (see ``select``) are kept.
+        select : {"objective", "prediction_mse"}, default "objective"
+            Score of the validation rows: the variant's own objective per row (negative ELBO;
+            the sLMM pools each instance's validation rows; GSNN its own objective), or the
+            mean squared error of predicting them from their covariates (observed entries).
         patience : int, optional
             Early stopping after this many epochs without improvement.
         clip_norm : float, optional
@@ -238,6 +295,8 @@ class LMMVAE:
         LMMVAE
             ``self``, fitted.
         """
+        if select not in ("objective", "prediction_mse"):
+            raise ValueError(f"select must be 'objective' or 'prediction_mse', got {select!r}")
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device='cuda' was requested but torch.cuda.is_available() is False")
@@ -249,18 +308,11 @@ class LMMVAE:
             torch.manual_seed(seed)
             generator = torch.Generator().manual_seed(seed)
             batcher = InstanceBatcher(train_tensors, batch_size, generator)
-            loss = self.loss_module()
             validate = None
             if val_tensors is not None:
-                val_batch = val_tensors.full_batch()
-
-                def validate() -> float:
-                    with torch.no_grad():
-                        g = torch.Generator().manual_seed(seed)
-                        return float(self.pair.row_objective(val_batch, g).mean())
-
+                validate = self._validator(val_tensors.full_batch(), train_tensors, select, seed)
             self.history = train(
-                loss,
+                self.loss_module(),
                 batcher,
                 n_rows=len(train_tensors),
                 max_epochs=max_epochs,
@@ -272,6 +324,26 @@ class LMMVAE:
                 progress=progress,
             )
         return self
+
+    def _validator(self, val_batch: Batch, train_tensors: LongitudinalTensors, select, seed):
+        if select == "objective":
+
+            def validate() -> float:
+                with torch.no_grad():
+                    g = torch.Generator().manual_seed(seed)
+                    return float(self.pair.validation_objective(val_batch, g))
+
+            return validate
+
+        def validate_mse() -> float:
+            with torch.no_grad():
+                offsets = self._offset_table(train_tensors)
+                pred = self.pair.predict(val_batch, self._row_offsets(offsets, val_batch))
+                mask = val_batch.mask.to(pred.dtype)
+                row_mse = ((pred - val_batch.y).square() * mask).sum(-1) / mask.sum(-1)
+                return float(row_mse.mean())
+
+        return validate_mse
 
     def _split(self, validation, seed: int, device: torch.device):
         n = len(self._data)
@@ -306,26 +378,94 @@ class LMMVAE:
         return self
 
     # ------------------------------------------------------------------ outputs
+    def _observation_tensors(self, y, mask, data) -> LongitudinalTensors:
+        """Rows to encode: the training rows, or given observations (with covariates)."""
+        if y is None:
+            if data is not None:
+                raise ValueError("data= was given without y=: pass the observations of its rows")
+            return self.tensors()
+        y, mask = validate_observations(y, mask)
+        if y.shape[1] != self.obs_dim:
+            raise ValueError(f"y has {y.shape[1]} features; the model was built for {self.obs_dim}")
+        if data is not None:
+            return self.tensors(data, y, mask, unseen="prior")
+        if self.pair.gsnn or self.variant != "olmm":
+            raise ValueError(
+                f"the {self.variant} model ({self.objective}) needs the covariates of these rows: "
+                "pass data= with one row per row of y"
+            )
+        # The oLMM encoder needs no covariates: encode the rows on their own.
+        design_rows = np.zeros((len(y), 0), np.float32)
+        matrices = DesignMatrices(design_rows, design_rows, np.full(len(y), -1, np.int64))
+        return LongitudinalTensors(matrices, y, mask, np.arange(len(y)), self.device)
+
     @torch.no_grad()
-    def latents(self, y: np.ndarray | None = None, mask: np.ndarray | None = None) -> np.ndarray:
-        """Posterior means of the latents ``mu_phi(m ⊙ y)``, (N, L)."""
-        tensors = self._observation_tensors(y, mask)
+    def latents(
+        self,
+        y: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        data: pd.DataFrame | None = None,
+    ) -> np.ndarray:
+        """Posterior means of the latents, (N, L).
+
+        ``mu_phi(m ⊙ y)`` for the oLMM-VAE (and the VAE/CVAE); ``eta_i + m_p`` for the sLMM-VAE,
+        pooling each instance over the given rows (the training rows by default).
+
+        Parameters
+        ----------
+        y, mask : array-like, optional
+            Observations and mask (the training ones by default).
+        data : pandas.DataFrame, optional
+            Covariates of the rows of ``y``: needed by the sLMM-VAE and the CVAE.
+
+        Raises
+        ------
+        GSNNUnavailableError
+            For GSNN-trained models, which have no posterior over the latents.
+        """
+        self.pair._require_encoder("posterior latents")
+        tensors = self._observation_tensors(y, mask, data)
         return self.pair.latent_mean(tensors.full_batch()).cpu().numpy()
+
+    def mcc(self, true_latents: np.ndarray, **rows) -> float:
+        """Mean correlation coefficient between the posterior latents and known true latents.
+
+        Parameters
+        ----------
+        true_latents : array-like, (N, L_true)
+        **rows
+            ``y``, ``mask``, ``data`` as in :meth:`latents` (the training rows by default).
+
+        Raises
+        ------
+        GSNNUnavailableError
+            For GSNN-trained models (no posterior latents).
+        """
+        self.pair._require_encoder("MCC")
+        return metrics.mcc(self.latents(**rows), true_latents)
 
     @torch.no_grad()
     def impute(
         self,
         y: np.ndarray | None = None,
         mask: np.ndarray | None = None,
+        data: pd.DataFrame | None = None,
         *,
         keep_observed: bool = True,
     ) -> np.ndarray:
-        """Fill the missing entries of observations with ``g(mu_phi(m ⊙ y))`` (spec §5).
+        """Fill the missing entries of observations (spec §5).
+
+        oLMM/VAE: ``g(mu_phi(m ⊙ y))``; CVAE: ``g(mu_phi(m ⊙ y, x), x)``; sLMM: ``g(eta_i + m_p)``
+        with ``m_p`` pooled over the instance's given rows; GSNN: only the covariate fill-in
+        ``g(M x̄_i)``, which ignores the row's observed entries (a GSNN has no encoder).
 
         Parameters
         ----------
         y, mask : array-like, optional
             Observations and mask (the training ones by default).
+        data : pandas.DataFrame, optional
+            Covariates of the rows of ``y`` (needed except by the oLMM-VAE and the VAE).
+            Instances not seen in training get the prior mean of their random effects.
         keep_observed : bool, default True
             Keep observed entries as given; otherwise return the full reconstruction.
 
@@ -333,61 +473,147 @@ class LMMVAE:
         -------
         numpy.ndarray, (N, D)
         """
-        tensors = self._observation_tensors(y, mask)
+        tensors = self._observation_tensors(y, mask, data)
         batch = tensors.full_batch()
         recon = self.pair.impute(batch)
         if keep_observed:
             recon = torch.where(batch.mask, batch.y, recon)
         return recon.cpu().numpy()
 
-    def _observation_tensors(self, y, mask) -> LongitudinalTensors:
-        if y is None:
-            return self.tensors()
-        y, mask = validate_observations(y, mask)
-        if y.shape[1] != self.obs_dim:
-            raise ValueError(f"y has {y.shape[1]} features; the model was built for {self.obs_dim}")
-        data = self._data if len(y) == len(self._data) else None
-        if data is None:  # the oLMM encoder needs no covariates: encode rows on their own
-            design_rows = np.zeros((len(y), 0), np.float32)
-            matrices = DesignMatrices(design_rows, design_rows, np.full(len(y), -1, np.int64))
-            return LongitudinalTensors(matrices, y, mask, np.arange(len(y)), self.device)
-        return LongitudinalTensors.from_frame(self.design, data, y, mask, device=self.device)
+    def predict(
+        self,
+        data: pd.DataFrame,
+        *,
+        unseen: PredictUnseen = "error",
+        context: tuple | None = None,
+        context_steps: int = 200,
+        context_lr: float = 1e-2,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Conditional generation at new covariates (spec §5).
 
-    @torch.no_grad()
-    def predict(self, data: pd.DataFrame, *, unseen: UnseenPolicy = "error") -> np.ndarray:
-        """Conditional generation ``g(M_f x* + E[u_p] w*)`` at new covariates (spec §5).
+        ``g(M_f x* + E[u_p] w*)`` for the oLMM-VAE and GSNN; ``g(A_f x* + u_p w* + m_p)`` for
+        the sLMM-VAE, with ``m_p`` pooled over the instance's training rows; ``g(0, x*)`` for the
+        CVAE; ``g(0)`` (the prior mean) for a plain VAE.
 
         Parameters
         ----------
         data : pandas.DataFrame
             Covariates of the rows to predict, with the instance column when the formula has
-            random effects.
-        unseen : {"error", "prior"}, default "error"
-            An instance not seen in training raises, or (``"prior"``) uses the prior mean of
-            its random effects (the population curve).
+            random effects or the model is an sLMM-VAE.
+        unseen : {"error", "prior", "context"}, default "error"
+            An instance not seen in training raises; gets the prior mean of its random effects
+            and offset (``"prior"``: the population curve); or (``"context"``) is adapted to its
+            rows in ``context``: the sLMM-VAE runs its group encoder on them, every other model
+            fits only that instance's random effects on its own objective, everything else
+            frozen (``context_steps`` Adam steps at ``context_lr``).
+        context : tuple, optional
+            ``(data, y)`` or ``(data, y, mask)``: observed rows of the unseen instances, for
+            ``unseen="context"``. Unseen instances without context rows get the prior mean.
+        context_steps, context_lr : int, float
+            Optimisation of the context fit.
+        seed : int, default 0
+            Seed of the context fit's Monte Carlo draws.
 
         Returns
         -------
         numpy.ndarray, (N, D)
         """
-        tensors = self.tensors(data, unseen=unseen)
-        return self.pair.predict(tensors.full_batch()).cpu().numpy()
+        if unseen not in ("error", "prior", "context"):
+            raise ValueError(f"unseen must be 'error', 'prior' or 'context', got {unseen!r}")
+        if (unseen == "context") != (context is not None):
+            raise ValueError("pass context=(data, y[, mask]) exactly when unseen='context'")
+        tensors = self.tensors(data, unseen="error" if unseen == "error" else "prior")
+        batch = tensors.full_batch()
+        with torch.no_grad():
+            offsets = self._row_offsets(self._offset_table(self.tensors()), batch)
+            pred = self.pair.predict(batch, offsets)
+        if unseen == "context":
+            rows, new_pred = self._predict_context(data, context, context_steps, context_lr, seed)
+            pred[torch.as_tensor(rows, device=pred.device)] = new_pred
+        return pred.cpu().numpy()
+
+    def _offset_table(self, tensors: LongitudinalTensors) -> torch.Tensor:
+        """``m_p`` of every training instance, (P, L); zeros for models without offsets."""
+        table = torch.zeros(self.design.n_groups, self.latent_dim, device=self.device)
+        if self.variant == "slmm" and not self.pair.gsnn:
+            batch = tensors.full_batch()
+            seen = batch.instances >= 0
+            table[batch.instances[seen]] = self.pair.instance_offsets(batch)[seen]
+        return table
+
+    @staticmethod
+    def _row_offsets(table: torch.Tensor, batch: Batch) -> torch.Tensor:
+        groups = batch.instances[batch.local]
+        return table[groups.clamp(min=0)] * (groups >= 0)[:, None]
+
+    def _predict_context(self, data, context, steps, lr, seed):
+        """Adapt new instances to their context rows; predictions for their rows in ``data``."""
+        if self.design.instance is None:
+            raise ValueError("unseen='context' needs the instance column: pass instance=")
+        labels = pd.Series(data[self.design.instance]).reset_index(drop=True)
+        if not isinstance(context, tuple) or len(context) not in (2, 3):
+            raise TypeError("context must be a (data, y) or (data, y, mask) tuple")
+        ctx_data, ctx_y, *rest = context
+        try:
+            ctx_y, ctx_mask = validate_observations(ctx_y, rest[0] if rest else None, len(ctx_data))
+        except ValueError as err:
+            raise ValueError(f"context: {err}") from err
+        ctx_labels = pd.Series(ctx_data[self.design.instance]).reset_index(drop=True)
+        seen = ctx_labels.isin(self.design.groups)
+        if seen.any():
+            raise ValueError(
+                f"context rows of instance(s) {sorted(map(str, ctx_labels[seen].unique()))[:5]} "
+                "seen in training: context is for unseen instances (seen ones use their fit)"
+            )
+        new_labels = pd.Index(pd.unique(ctx_labels))
+        ctx_matrices = self.design.transform(ctx_data, unseen="prior")
+        ctx = LongitudinalTensors(
+            ctx_matrices, ctx_y, ctx_mask, new_labels.get_indexer(ctx_labels), self.device
+        )
+        target_codes = new_labels.get_indexer(labels)
+        rows = np.flatnonzero(target_codes >= 0)
+        new_pair = self.pair.with_instances(len(new_labels))
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            offsets = new_pair.adapt(ctx.full_batch(), steps=steps, lr=lr)
+        target_matrices = self.design.transform(data.iloc[rows], unseen="prior")
+        n = len(rows)
+        target = LongitudinalTensors(
+            target_matrices,
+            np.zeros((n, self.obs_dim), np.float32),
+            np.ones((n, self.obs_dim), bool),
+            target_codes[rows],
+            self.device,
+        ).full_batch()
+        with torch.no_grad():
+            table = torch.zeros(len(new_labels), self.latent_dim, device=self.device)
+            table[torch.arange(len(new_labels))] = offsets.detach()
+            pred = new_pair.predict(target, self._row_offsets(table, target))
+        return rows, pred
 
     def effects(
         self, num_draws: int = 500, seed: int = 0, groups: Sequence | None = None
     ) -> az.InferenceData:
         """The learned fixed and random effects as an :class:`arviz.InferenceData`.
 
-        See :func:`pyro_lmmvae.effects.effects_inference_data` for dims and coords.
+        Draws from q(A) for Bayesian effects; a single draw holding the estimate for point
+        estimates (the sLMM default). See :func:`pyro_lmmvae.effects.effects_inference_data`
+        for dims and coords.
         """
         return effects_inference_data(
             self.design,
-            self.guide.effects,
+            self.pair.effect_estimates,
             self.model.effects,
             num_draws=num_draws,
             seed=seed,
             groups=groups,
-            attrs={"variant": self.variant, "latent_dim": self.latent_dim},
+            attrs={
+                "variant": self.variant,
+                "objective": self.objective,
+                "latent_dim": self.latent_dim,
+            },
         )
 
     # ------------------------------------------------------------------ persistence
@@ -395,7 +621,7 @@ class LMMVAE:
         """Write the fitted estimator to ``path`` atomically (one file, ``torch.save``)."""
         state = {
             "format": FORMAT,
-            "variant": self.variant,
+            "options": self.options,
             "latent_dim": self.latent_dim,
             "obs_dim": self.obs_dim,
             "design": self.design,
@@ -415,9 +641,12 @@ class LMMVAE:
         """
         state = torch.load(path, map_location="cpu", weights_only=False)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a pyro_lmmvae LMMVAE file (format {FORMAT})")
+            found = state.get("format") if isinstance(state, dict) else None
+            raise ValueError(
+                f"{path} is not a pyro_lmmvae LMMVAE file of format {FORMAT} (found {found!r})"
+            )
         self = cls.__new__(cls)
-        self.variant = state["variant"]
+        self.options = state["options"]
         self.latent_dim = state["latent_dim"]
         self.obs_dim = state["obs_dim"]
         self.design = state["design"]
@@ -432,6 +661,6 @@ class LMMVAE:
     def __repr__(self) -> str:
         return (
             f"LMMVAE({self.design.formula!r}, variant={self.variant!r}, "
-            f"latent_dim={self.latent_dim}, obs_dim={self.obs_dim}, "
-            f"groups={self.design.n_groups})"
+            f"objective={self.objective!r}, latent_dim={self.latent_dim}, "
+            f"obs_dim={self.obs_dim}, groups={self.design.n_groups})"
         )

@@ -41,6 +41,9 @@ class Batch:
         ``P / B``: the factor that makes per-instance sums unbiased for the whole dataset.
     n_instances_total : int
         P, the number of instances in the population that batches are drawn from.
+    whole_instances : bool, default True
+        Whether the batch holds every row of each of its instances (in the tensors it was cut
+        from). The sLMM-VAE's group encoder needs whole instances.
     """
 
     x: torch.Tensor
@@ -51,6 +54,7 @@ class Batch:
     local: torch.Tensor
     scale: float
     n_instances_total: int
+    whole_instances: bool = True
 
     @property
     def n_rows(self) -> int:
@@ -175,7 +179,11 @@ class LongitudinalTensors:
         n_instances_total : int, optional
             P of the instance plate; defaults to the number of instances among the rows.
         """
-        instances, local = torch.unique(self.instance[index], return_inverse=True)
+        instances, local, counts = torch.unique(
+            self.instance[index], return_inverse=True, return_counts=True
+        )
+        all_ids, all_counts = torch.unique(self.instance, return_counts=True)
+        whole = bool(torch.equal(all_counts[torch.searchsorted(all_ids, instances)], counts))
         return Batch(
             x=self.x[index],
             w=self.w[index],
@@ -187,6 +195,7 @@ class LongitudinalTensors:
             n_instances_total=int(instances.numel())
             if n_instances_total is None
             else n_instances_total,
+            whole_instances=whole,
         )
 
     def full_batch(self) -> Batch:

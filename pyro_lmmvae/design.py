@@ -39,7 +39,7 @@ class DesignMatrices:
     random : numpy.ndarray
         Random-effects expression columns ``w_i``, shape (N, k), float32.
     group : numpy.ndarray
-        Index of each row's group among :attr:`Design.groups`, shape (N,), int64; ``-1`` marks a
+        Index of each row's group among :attr:`Design.groups`, shape (N,), int64; negative marks a
         group unseen in training (only with ``unseen="prior"``).
     """
 
@@ -311,8 +311,9 @@ class Design:
         data : pandas.DataFrame
             Covariates of the rows to encode; it must hold every column the formula uses.
         unseen : {"error", "prior"}, default "error"
-            What to do with a group not seen in training: raise, or give it index ``-1`` so that
-            its random effects take their prior mean (zero).
+            What to do with a group not seen in training: raise, or give it a negative index
+            (``-1``, ``-2``, ... per new group) so that its random effects take their prior
+            mean (zero).
 
         Returns
         -------
@@ -349,15 +350,24 @@ class Design:
         return DesignMatrices(fixed=fixed.reshape(n, -1), random=random.reshape(n, -1), group=group)
 
     def group_index(self, data: pd.DataFrame, *, unseen: UnseenPolicy = "error") -> np.ndarray:
-        """Index of each row's instance among :attr:`groups` (``-1`` for unseen, if allowed)."""
+        """Index of each row's instance among :attr:`groups` (negative for unseen, if allowed)."""
         if self.instance is None:
             return np.full(len(data), -1, dtype=np.int64)
         return self.group_codes(data[self.instance], unseen=unseen)
 
     def group_codes(self, labels, *, unseen: UnseenPolicy = "error") -> np.ndarray:
-        """Index of each instance label among :attr:`groups` (``-1`` for unseen, if allowed)."""
-        labels = pd.Series(labels)
+        """Index of each instance label among :attr:`groups`.
+
+        With ``unseen="prior"`` an unseen label gets a negative code, ``-1`` for the first unseen
+        label, ``-2`` for the second, ..., so distinct new instances stay distinct; every
+        negative code means "no random-effect estimate: use the prior mean".
+        """
+        labels = pd.Series(labels).reset_index(drop=True)
         codes = pd.Index(self.groups).get_indexer(labels).astype(np.int64)
+        unseen_rows = codes < 0
+        if unseen_rows.any() and unseen != "error":
+            new_codes, _ = pd.factorize(labels[unseen_rows])
+            codes[unseen_rows] = -1 - new_codes
         if (codes < 0).any() and unseen == "error":
             new = pd.unique(labels[codes < 0])
             raise ValueError(

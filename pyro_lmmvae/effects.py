@@ -1,6 +1,7 @@
 """Learned fixed and random effects as an ArviZ :class:`~arviz.InferenceData`.
 
-Draws come from the variational posterior q(A_f) q(u_p). The posterior group holds
+Draws come from the variational posterior q(A_f) q(u_p); for point estimates (the sLMM default)
+the posterior group holds a single draw, the estimate, and says so in its attributes. It holds
 
 * ``fixed_effects`` with dims ``(chain, draw, latent, term)``; ``term`` named from the formula,
   e.g. ``Intercept``, ``age``, ``sex[m]``, ``sex[m]:age``;
@@ -22,14 +23,14 @@ import numpy as np
 import torch
 
 from pyro_lmmvae.design import Design
-from pyro_lmmvae.guides import MeanFieldEffects, variance_from_rho
-from pyro_lmmvae.models import MixedEffects
+from pyro_lmmvae.guides import MeanFieldEffects
+from pyro_lmmvae.models import MixedEffects, PointEffects
 
 
 def effects_inference_data(
     design: Design,
-    guide_effects: MeanFieldEffects,
-    prior_effects: MixedEffects,
+    estimates: MeanFieldEffects | PointEffects,
+    prior_effects: MixedEffects | PointEffects,
     *,
     num_draws: int = 500,
     seed: int = 0,
@@ -42,12 +43,12 @@ def effects_inference_data(
     ----------
     design : Design
         Gives term names and group labels.
-    guide_effects : MeanFieldEffects
-        The variational factors.
-    prior_effects : MixedEffects
-        The priors (described in the attributes).
+    estimates : MeanFieldEffects or PointEffects
+        The variational factors, or point estimates.
+    prior_effects : MixedEffects or PointEffects
+        The priors (described in the attributes); point estimates have none.
     num_draws : int, default 500
-        Draws per variable (one chain: the draws are independent).
+        Draws per variable (one chain: the draws are independent); 1 for point estimates.
     seed : int, default 0
         Seed of the draws.
     groups : sequence, optional
@@ -61,41 +62,51 @@ def effects_inference_data(
     """
     if num_draws < 1:
         raise ValueError(f"num_draws must be at least 1, got {num_draws}")
+    if not (estimates.n_fixed or estimates.n_random):
+        raise ValueError(
+            "this model has no effect matrices to report: its formula is empty ('~ 0', a plain "
+            "VAE) or it is a CVAE, whose covariates feed the networks, not a latent prior"
+        )
+    point = estimates.is_point
+    if point:
+        num_draws = 1
     generator = torch.Generator().manual_seed(seed)
-    latent = np.arange(guide_effects.latent_dim)
     posterior: dict[str, np.ndarray] = {}
     dims: dict[str, list[str]] = {}
-    coords: dict[str, object] = {"latent": latent}
+    coords: dict[str, object] = {"latent": np.arange(estimates.latent_dim)}
+
+    def draw(loc: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn((num_draws, *loc.shape), generator=generator)
+        return loc + var.sqrt() * noise * (not point)
+
     with torch.no_grad():
-        if design.n_fixed:
-            loc = guide_effects.fixed_loc.detach().cpu()
-            scale = guide_effects.fixed_var.detach().cpu().sqrt()
-            noise = torch.randn((num_draws, *loc.shape), generator=generator)
-            posterior["fixed_effects"] = (loc + scale * noise).numpy()[None]
+        if estimates.n_fixed:
+            loc, var = (t.detach().cpu() for t in estimates.fixed_moments())
+            posterior["fixed_effects"] = draw(loc, var).numpy()[None]
             dims["fixed_effects"] = ["latent", "term"]
             coords["term"] = list(design.fixed_terms)
-        if design.n_random:
+        if estimates.n_random:
             index = np.arange(design.n_groups)
             labels = np.asarray(design.groups)
             if groups is not None:
                 index = design.group_codes(list(groups))
                 labels = labels[index]
-            idx = torch.as_tensor(index, dtype=torch.long)
-            loc = guide_effects.random_loc.detach().cpu()[idx]
-            scale = variance_from_rho(guide_effects.random_rho.detach().cpu()[idx]).sqrt()
-            noise = torch.randn((num_draws, *loc.shape), generator=generator)
-            draws = (loc + scale * noise).permute(0, 2, 1, 3)  # (draw, latent, group, term)
+            idx = torch.as_tensor(index, dtype=torch.long, device=estimates.random_loc.device)
+            loc, var = (t.detach().cpu() for t in estimates.random_moments(idx))
+            draws = draw(loc, var).permute(0, 2, 1, 3)  # (draw, latent, group, term)
             posterior["random_effects"] = draws.numpy()[None]
             dims["random_effects"] = ["latent", "group", "random_term"]
             coords["group"] = labels
             coords["random_term"] = list(design.random_terms)
     all_attrs = {
         "formula": design.formula,
-        "fixed_prior": prior_effects.fixed_prior.describe(),
-        "random_prior": prior_effects.random_prior.describe(),
+        "fixed_prior": "none (point estimate)" if point else prior_effects.fixed_prior.describe(),
+        "random_prior": "none (point estimate)" if point else prior_effects.random_prior.describe(),
         "group_factor": design.group_factor or "",
         "standardization": json.dumps(design.standardization),
-        "draws_from": "mean-field variational posterior",
+        "draws_from": "point estimates (one draw, no posterior uncertainty)"
+        if point
+        else "mean-field variational posterior",
         "inference_library": "pyro",
         **(attrs or {}),
     }

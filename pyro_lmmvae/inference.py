@@ -1,8 +1,19 @@
-"""What a fitted oLMM-VAE computes: validation objective, latents, imputation, prediction.
+"""What a fitted model computes, for every variant × objective (spec §5).
 
-:class:`OLMMVariationalPair` holds the Pyro model and guide and implements spec §5 for the
-oLMM-VAE: imputation ``g(mu_phi(y~_i))``, prediction ``g(M_f x* + E[u_p] w*)``, and the
-closed-form validation objective.
+:class:`VariationalPair` holds a Pyro model and its guide and derives from them:
+
+=================  ==============================  =====================================
+model              impute training row i           predict at x*, w* of instance p
+=================  ==============================  =====================================
+oLMM (ELBO)        g(mu_phi(y~_i))                 g(M_f x* + E[u_p] w*)
+sLMM (ELBO)        g(eta_i + m_p)                  g(A_f x* + u_p w* + m_p)
+GSNN (either)      g(M x̄_i)  (covariate fill-in)   g(M_f x* + E[u_p] w*)   (eps = 0)
+VAE (``~ 0``)      g(mu_phi(y~_i))                 g(0)  (the prior mean)
+CVAE               g(mu_phi(y~_i, x_i), x_i)       g(0, x*)
+=================  ==============================  =====================================
+
+It also gives the per-variant validation objective used for early stopping, and adaptation to
+new instances from a few context rows.
 """
 
 from __future__ import annotations
@@ -11,62 +22,206 @@ import torch
 from torch import nn
 
 from pyro_lmmvae.data import Batch
-from pyro_lmmvae.guides import OLMMGuide
-from pyro_lmmvae.models import OLMMModel
-from pyro_lmmvae.objectives import expected_latent_kl
+from pyro_lmmvae.models import LatentLMMModel, SLMMModel
+from pyro_lmmvae.objectives import expected_latent_kl, normal_kl
 from pyro_lmmvae.pyro_module import local_params
+from pyro_lmmvae.training.loss import ELBOLoss, LocalReparamGSNNLoss
+
+#: What the GSNN objective does not give, said once for every error that needs it.
+GSNN_LIMITS = (
+    "a GSNN-trained model has no encoder (q(z | y, x) is the prior), so it gives no posterior "
+    "latents, no imputation from a row's observed entries and no MCC; it gives conditional "
+    "generation g(M x̄), the effects and predictions at new covariates"
+)
 
 
-class OLMMVariationalPair(nn.Module):
-    """The oLMM-VAE model and guide, with the computations made from them.
+class GSNNUnavailableError(ValueError):
+    """Raised when a GSNN-trained model is asked for something only an encoder can give."""
+
+
+class VariationalPair(nn.Module):
+    """A model, its guide, and the computations of spec §5 made from them.
 
     Parameters
     ----------
-    model : OLMMModel
-    guide : OLMMGuide
+    model : LatentLMMModel
+        :class:`~pyro_lmmvae.models.OLMMModel` or :class:`~pyro_lmmvae.models.SLMMModel`.
+    guide : torch.nn.Module
+        The matching guide (:class:`~pyro_lmmvae.guides.OLMMGuide`,
+        :class:`~pyro_lmmvae.guides.SLMMGuide` or :class:`~pyro_lmmvae.guides.GSNNGuide`).
+    local_reparam : bool, default False
+        GSNN-oLMM only: train with the local reparameterisation (spec §4).
     """
 
-    def __init__(self, model: OLMMModel, guide: OLMMGuide) -> None:
+    def __init__(self, model: LatentLMMModel, guide: nn.Module, local_reparam: bool = False):
         super().__init__()
+        if local_reparam and (not model.gsnn or isinstance(model, SLMMModel)):
+            raise ValueError("local_reparam applies to the GSNN objective of the oLMM-VAE only")
         self.model = model
         self.guide = guide
+        self.local_reparam = local_reparam
 
-    def row_objective(self, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Per-row negative ELBO terms ``−E log p(y_i|z_i) + E_q(A) KL_i``, shape (n,).
+    # ------------------------------------------------------------------ structure
+    @property
+    def per_instance_noise(self) -> bool:
+        """True for the sLMM-VAE (one latent offset per instance)."""
+        return isinstance(self.model, SLMMModel)
 
-        The expected KL is the closed form of spec §2; the log-likelihood uses one
-        reparameterised draw of ``z_i`` from ``generator``. Effect-prior KLs are excluded, so the
-        value is comparable across data sets of any size (used as the validation objective).
-        """
-        with local_params():
-            loc, scale = self.guide.encoder(batch.encoder_input, batch.mask)
-            eta_mean, eta_var = self.guide.effects.predictor_moments(batch)
-            kl = expected_latent_kl(loc, scale, eta_mean, eta_var, self.model.latent_scale())
-            noise = torch.randn(loc.shape, generator=generator, device="cpu").to(loc.device)
-            z = loc + scale * noise
-            log_lik = self.model.likelihood(self.model.decoder(z)).log_prob(batch.y)
-            log_lik = (log_lik * batch.mask).sum(-1)
-        return kl - log_lik
+    @property
+    def gsnn(self) -> bool:
+        """True when trained with the GSNN objective."""
+        return self.model.gsnn
 
-    def latent_mean(self, batch: Batch) -> torch.Tensor:
-        """Posterior mean of the latents ``mu_phi(y~_i)``, (n, L)."""
-        with local_params():
-            return self.guide.encoder(batch.encoder_input, batch.mask)[0]
+    @property
+    def effect_estimates(self):
+        """q(A) (mean-field factors) or the point estimates of A: means and variances of A."""
+        return self.guide.effects if self.guide.effects is not None else self.model.effects
 
-    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+    def loss_module(self, num_particles: int = 1, vectorize_particles: bool = False) -> nn.Module:
+        """The training loss as a torch module (negative ELBO or negative GSNN objective)."""
+        if self.local_reparam:
+            return LocalReparamGSNNLoss(self.model, self.guide)
+        return ELBOLoss(self.model, self.guide, num_particles, vectorize_particles)
+
+    def with_instances(self, n_groups: int) -> VariationalPair:
+        """A pair sharing every network and A_f, with fresh random effects for new instances."""
+        estimates = self.effect_estimates.for_instances(n_groups)
+        if self.guide.effects is not None:  # Bayesian effects: new priors in the model
+            model = self.model.with_effects(self.model.effects.for_instances(n_groups))
+            guide = self.guide.with_effects(estimates, estimates)
+        else:
+            model = self.model.with_effects(estimates)
+            guide = self.guide.with_effects(None, estimates)
+        return VariationalPair(model, guide, self.local_reparam)
+
+    def _require_encoder(self, what: str) -> None:
+        if self.gsnn:
+            raise GSNNUnavailableError(f"{what} is not available: {GSNN_LIMITS}")
+
+    # ------------------------------------------------------------------ building blocks
+    def decode_mean(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Expected observation ``E[y | z]`` under the likelihood, (n, D)."""
         with local_params():
-            return self.model.likelihood.mean(self.model.decoder(z))
-
-    def impute(self, batch: Batch) -> torch.Tensor:
-        """Reconstruction ``g(mu_phi(y~_i))`` of every entry of the batch's rows, (n, D)."""
-        return self.decode_mean(self.latent_mean(batch))
+            return self.model.likelihood.mean(self.model.decode(z, batch))
 
     def prior_latent_mean(self, batch: Batch) -> torch.Tensor:
         """``M_f x + E[u_p] w``: the latent mean at the rows' covariates, (n, L)."""
         with local_params():
-            return self.guide.effects.predictor_moments(batch)[0]
+            return self.effect_estimates.predictor_moments(batch)[0]
 
-    def predict(self, batch: Batch) -> torch.Tensor:
-        """Conditional generation ``g(M_f x* + E[u_p] w*)`` at the batch's covariates, (n, D)."""
-        return self.decode_mean(self.prior_latent_mean(batch))
+    def instance_offsets(self, batch: Batch) -> torch.Tensor:
+        """``m_p`` of the batch's instances (sLMM ELBO), zeros otherwise, (B, L)."""
+        if self.per_instance_noise and not self.gsnn:
+            with local_params():
+                return self.guide.offsets(batch)[0]
+        return batch.y.new_zeros(len(batch.instances), self.model.latent_dim)
+
+    def _log_likelihood(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
+        log_p = self.model.likelihood(self.model.decode(z, batch)).log_prob(batch.y)
+        return (log_p * batch.mask).sum(-1)
+
+    # ------------------------------------------------------------------ spec §5
+    def latent_mean(self, batch: Batch) -> torch.Tensor:
+        """Posterior means of the latents, (n, L): ``mu_phi(y~_i)`` (oLMM), ``eta_i + m_p`` (sLMM).
+
+        Raises
+        ------
+        GSNNUnavailableError
+            For GSNN-trained models, which have no posterior over z.
+        """
+        self._require_encoder("posterior latents")
+        if self.per_instance_noise:
+            return self.prior_latent_mean(batch) + self.instance_offsets(batch)[batch.local]
+        with local_params():
+            return self.guide.encoder.encode(batch)[0]
+
+    def impute(self, batch: Batch) -> torch.Tensor:
+        """Reconstruction of every entry of the batch's rows (table above), (n, D)."""
+        if self.gsnn:
+            return self.decode_mean(self.prior_latent_mean(batch), batch)
+        return self.decode_mean(self.latent_mean(batch), batch)
+
+    def predict(self, batch: Batch, offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """Conditional generation at the batch's covariates (table above), (n, D).
+
+        Parameters
+        ----------
+        batch : Batch
+            Rows to predict; rows of unseen instances (-1) get the prior mean of their effects.
+        offsets : torch.Tensor, optional
+            ``m_p`` of each row's instance, (n, L) (sLMM ELBO; computed from training rows).
+        """
+        z = self.prior_latent_mean(batch)
+        if offsets is not None:
+            z = z + offsets
+        return self.decode_mean(z, batch)
+
+    # ------------------------------------------------------------------ validation
+    def validation_objective(
+        self, batch: Batch, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The variant's objective per row on held-out rows (lower is better), a scalar.
+
+        * oLMM ELBO: ``−E log p(y_i|z_i) + E_q(A) KL_i`` with the closed-form KL (spec §2);
+        * sLMM ELBO: the instance's held-out rows are pooled into q(eps_p):
+          ``−sum_i log p(y_i | eta_i + eps_p) + KL(q(eps_p) || p(eps_p))``;
+        * GSNN: ``−log p(y_i | z_i)`` with z drawn from the prior (per row for oLMM, per
+          instance for sLMM).
+
+        Effect-prior KLs are left out, so the value compares across data sets of any size. The
+        Monte Carlo draws come from ``generator`` (common random numbers across epochs).
+        """
+
+        def noise(*shape: int) -> torch.Tensor:
+            draw = torch.randn(shape, generator=generator, dtype=batch.y.dtype)
+            return draw.to(batch.y.device)
+
+        n, latent = batch.n_rows, self.model.latent_dim
+        with local_params():
+            sigma_z = self.model.latent_scale()
+            mean, var = self.effect_estimates.predictor_moments(batch)
+            kl = batch.y.new_zeros(())
+            if self.gsnn and self.per_instance_noise:
+                z = mean + (sigma_z * noise(len(batch.instances), latent))[batch.local]
+            elif self.gsnn:
+                z = mean + (var + sigma_z.square()).sqrt() * noise(n, latent)
+            elif self.per_instance_noise:
+                m, s = self.guide.offsets(batch)
+                kl = normal_kl(m, s.square(), sigma_z.square()).sum()
+                z = mean + (m + s * noise(*m.shape))[batch.local]
+            else:
+                loc, scale = self.guide.encoder.encode(batch)
+                kl = expected_latent_kl(loc, scale, mean, var, sigma_z).sum()
+                z = loc + scale * noise(n, latent)
+            return (kl - self._log_likelihood(z, batch).sum()) / n
+
+    # ------------------------------------------------------------------ new instances
+    def adapt(self, batch: Batch, steps: int = 200, lr: float = 1e-2) -> torch.Tensor:
+        """Fit the effects of new instances to their context rows, everything else frozen.
+
+        ``self`` must come from :meth:`with_instances`, and ``batch`` index its instances
+        ``0 .. n-1``. The sLMM ELBO runs the group encoder (``u_p = 0``); every other model
+        fits only the new instances' random effects on its own objective (``steps`` Adam steps).
+
+        Returns
+        -------
+        torch.Tensor
+            Per-instance offsets ``m_p`` (zeros except for the sLMM ELBO), (B, L).
+        """
+        if self.per_instance_noise and not self.gsnn:
+            with torch.no_grad():
+                return self.instance_offsets(batch)
+        estimates = self.effect_estimates
+        params = [estimates.random_loc]
+        if hasattr(estimates, "random_rho"):
+            params.append(estimates.random_rho)
+        if estimates.n_random:
+            loss = self.loss_module()
+            optimizer = torch.optim.Adam(params, lr=lr)
+            for _ in range(steps):
+                value = loss(batch)
+                grads = torch.autograd.grad(value, params, allow_unused=True)
+                for p, g in zip(params, grads, strict=True):
+                    p.grad = g
+                optimizer.step()
+        return batch.y.new_zeros(len(batch.instances), self.model.latent_dim)

@@ -50,21 +50,38 @@ class GaussianEncoder(nn.Module):
         L.
     mask_channel : bool, default False
         Append the mask to the (masked) observations as extra input features (spec §5).
+    conditional : bool, default False
+        Append the fixed-effect covariates ``x`` as extra input features (CVAE).
     """
 
-    def __init__(self, network: nn.Module, latent_dim: int, mask_channel: bool = False) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        latent_dim: int,
+        mask_channel: bool = False,
+        conditional: bool = False,
+    ) -> None:
         super().__init__()
         self.network = network
         self.latent_dim = latent_dim
         self.mask_channel = mask_channel
+        self.conditional = conditional
+
+    def encode(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, sigma) of q(z_i | y_i) for the rows of a :class:`~pyro_lmmvae.data.Batch`."""
+        return self(batch.encoder_input, batch.mask, batch.x if self.conditional else None)
 
     def forward(
-        self, y_masked: torch.Tensor, mask: torch.Tensor
+        self, y_masked: torch.Tensor, mask: torch.Tensor, covariates: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = (
-            torch.cat([y_masked, mask.to(y_masked.dtype)], -1) if self.mask_channel else y_masked
-        )
-        out = self.network(inputs)
+        parts = [y_masked]
+        if self.mask_channel:
+            parts.append(mask.to(y_masked.dtype))
+        if self.conditional:
+            if covariates is None:
+                raise ValueError("a conditional (CVAE) encoder needs the covariates x")
+            parts.append(covariates.to(y_masked.dtype))
+        out = self.network(torch.cat(parts, -1) if len(parts) > 1 else y_masked)
         if isinstance(out, tuple):
             loc, log_var = out
         else:
@@ -77,11 +94,14 @@ class GaussianEncoder(nn.Module):
         return loc, torch.exp(0.5 * log_var)
 
 
-def default_encoder(obs_dim: int, latent_dim: int, mask_channel: bool = False) -> nn.Module:
-    """MLP encoder D(+D) -> 128 -> 64 -> 2L with ELU activations."""
-    return MLP(obs_dim * (2 if mask_channel else 1), 2 * latent_dim, hidden=(128, 64))
+def default_encoder(
+    obs_dim: int, latent_dim: int, mask_channel: bool = False, n_covariates: int = 0
+) -> nn.Module:
+    """MLP encoder D(+D)(+Q) -> 128 -> 64 -> 2L with ELU activations."""
+    in_dim = obs_dim * (2 if mask_channel else 1) + n_covariates
+    return MLP(in_dim, 2 * latent_dim, hidden=(128, 64))
 
 
-def default_decoder(obs_dim: int, latent_dim: int) -> nn.Module:
-    """MLP decoder L -> 64 -> 128 -> D with ELU activations and linear output."""
-    return MLP(latent_dim, obs_dim, hidden=(64, 128))
+def default_decoder(obs_dim: int, latent_dim: int, n_covariates: int = 0) -> nn.Module:
+    """MLP decoder L(+Q) -> 64 -> 128 -> D with ELU activations and linear output."""
+    return MLP(latent_dim + n_covariates, obs_dim, hidden=(64, 128))

@@ -1,0 +1,151 @@
+"""Assemble the model and guide of each variant × objective from a design and networks.
+
+=========  ===================================================  ===============================
+variant    latent prior and noise                               guide (ELBO)
+=========  ===================================================  ===============================
+``olmm``   z_i ~ N(eta_i, sigma_z^2 I), q(A) mean-field          amortized q(z_i | y_i)
+``slmm``   z_i = eta_i + eps_p, A a point estimate by default    group encoder q(eps_p | y_p)
+``cvae``   z_i ~ N(0, sigma_z^2 I); networks see x               q(z_i | y_i, x_i)
+=========  ===================================================  ===============================
+
+A plain VAE is ``olmm`` with the empty formula ``"~ 0"``. With ``objective="gsnn"`` the guide
+holds only q(A) (or nothing) and the model draws z from its prior (spec §4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import nn
+
+from pyro_lmmvae.design import Design
+from pyro_lmmvae.guides import GSNNGuide, MeanFieldEffects, OLMMGuide, SLMMGuide
+from pyro_lmmvae.inference import VariationalPair
+from pyro_lmmvae.models import (
+    OBJECTIVES,
+    LatentScale,
+    Likelihood,
+    MixedEffects,
+    OLMMModel,
+    PointEffects,
+    SLMMModel,
+    make_likelihood,
+)
+from pyro_lmmvae.networks import GaussianEncoder, default_decoder, default_encoder
+
+Variant = Literal["olmm", "slmm", "cvae"]
+Objective = Literal["elbo", "gsnn"]
+VARIANTS = ("olmm", "slmm", "cvae")
+
+
+@dataclass(frozen=True)
+class VariantOptions:
+    """How to build a model: the variant, its objective and their options.
+
+    Attributes
+    ----------
+    variant : {"olmm", "slmm", "cvae"}
+    objective : {"elbo", "gsnn"}
+    bayesian_effects : bool
+        Mean-field q(A) with priors (oLMM default) or point estimates without a prior term
+        (sLMM default).
+    pooling : {"precision", "mean"}
+        sLMM group-encoder pooling.
+    include_prior_precision : bool
+        sLMM: add sigma_z^-2 to the pooled precision.
+    local_reparam : bool
+        GSNN-oLMM: local reparameterisation of z.
+    """
+
+    variant: Variant = "olmm"
+    objective: Objective = "elbo"
+    bayesian_effects: bool = True
+    pooling: str = "precision"
+    include_prior_precision: bool = False
+    local_reparam: bool = False
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.local_reparam and (self.variant == "slmm" or self.objective != "gsnn"):
+            raise ValueError(
+                "local_reparam applies to objective='gsnn' with variant 'olmm' or 'cvae' only"
+            )
+        if self.variant != "slmm" and (self.pooling != "precision" or self.include_prior_precision):
+            raise ValueError("pooling and include_prior_precision apply to variant='slmm' only")
+
+
+def build_pair(
+    design: Design,
+    obs_dim: int,
+    latent_dim: int,
+    options: VariantOptions,
+    *,
+    encoder: nn.Module | None = None,
+    decoder: nn.Module | None = None,
+    likelihood: str | Likelihood = "gaussian",
+    noise_scale: float | None = None,
+    latent_scale: float = 1.0,
+    learn_latent_scale: bool = False,
+    fixed_prior=None,
+    random_prior=None,
+    mask_channel: bool = False,
+) -> VariationalPair:
+    """The model and guide of ``options.variant`` × ``options.objective`` for a design.
+
+    See :class:`~pyro_lmmvae.LMMVAE` for the parameters.
+    """
+    L, d = latent_dim, design
+    conditional = options.variant == "cvae"
+    if conditional and d.n_random:
+        raise ValueError(
+            "variant='cvae' conditions its networks on the fixed-effect columns; the formula's "
+            f"random terms {list(d.random_terms)} have no place in it: drop them"
+        )
+    if not options.bayesian_effects and (fixed_prior is not None or random_prior is not None):
+        raise ValueError(
+            "fixed_prior/random_prior need Bayesian effects, but A is a point estimate here "
+            "(the sLMM default): pass bayesian_effects=True"
+        )
+    # The CVAE prior is N(0, sigma_z^2 I): its covariates feed the networks, not the prior.
+    n_fixed = 0 if conditional else d.n_fixed
+    n_covariates = d.n_fixed if conditional else 0
+    if options.bayesian_effects:
+        effects = MixedEffects(L, n_fixed, d.n_random, d.n_groups, fixed_prior, random_prior)
+        q_effects = MeanFieldEffects(L, n_fixed, d.n_random, d.n_groups)
+    else:
+        effects = PointEffects(L, n_fixed, d.n_random, d.n_groups)
+        q_effects = None
+    model_class = SLMMModel if options.variant == "slmm" else OLMMModel
+    model = model_class(
+        effects,
+        decoder or default_decoder(obs_dim, L, n_covariates),
+        make_likelihood(likelihood, obs_dim, noise_scale),
+        LatentScale(latent_scale, learn_latent_scale),
+        objective=options.objective,
+        conditional=conditional,
+    )
+    if options.objective == "gsnn":
+        if encoder is not None:
+            raise ValueError(f"objective='gsnn' uses no encoder ({GSNN_NO_ENCODER})")
+        return VariationalPair(model, GSNNGuide(q_effects), options.local_reparam)
+    network = encoder or default_encoder(obs_dim, L, mask_channel, n_covariates)
+    gaussian_encoder = GaussianEncoder(network, L, mask_channel, conditional)
+    if options.variant == "slmm":
+        guide = SLMMGuide(
+            q_effects,
+            q_effects if q_effects is not None else effects,
+            gaussian_encoder,
+            model.latent_scale,
+            options.pooling,
+            options.include_prior_precision,
+        )
+    else:
+        guide = OLMMGuide(q_effects, gaussian_encoder)
+    return VariationalPair(model, guide, options.local_reparam)
+
+
+GSNN_NO_ENCODER = "q(z | y, x) is the prior p(z | x)"
