@@ -17,7 +17,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from pyro_lmmvae.data import Batch
-from pyro_lmmvae.models.effects import FIXED_SITE, RANDOM_SITE, effect_moments_at_rows
+from pyro_lmmvae.models.effects import (
+    FIXED_SITE,
+    RANDOM_SITE,
+    EffectPlates,
+    effect_moments_at_rows,
+)
 from pyro_lmmvae.pyro_module import LocalPyroModule
 
 _LOG_VAR_FLOOR = -8.0
@@ -88,7 +93,9 @@ class MeanFieldEffects(LocalPyroModule):
         var = variance_from_rho(self.random_rho[safe]) * seen[:, None, None]
         return loc, var
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def forward(
+        self, batch: Batch, plates: EffectPlates | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Sample the effect sites from q; returns (A_f, u_batch) like the model's effects."""
         if self.n_random and bool((batch.instances < 0).any()):
             raise ValueError(
@@ -96,16 +103,13 @@ class MeanFieldEffects(LocalPyroModule):
                 "have no variational factor q(u_p)"
             )
         fixed = random = None
-        latent_plate = pyro.plate("latent", self.latent_dim, dim=-1)
+        plates = plates if plates is not None else EffectPlates(batch, self.latent_dim)
         if self.n_fixed:
-            with latent_plate:
+            with plates.latent:
                 q = dist.Normal(self.fixed_loc, self.fixed_var.sqrt())
                 fixed = pyro.sample(FIXED_SITE, q.to_event(1))
         if self.n_random:
-            with (
-                pyro.plate("instances", batch.n_instances_total, subsample=batch.instances, dim=-2),
-                latent_plate,
-            ):
+            with plates.instances, plates.latent:
                 loc = self.random_loc[batch.instances]
                 scale = variance_from_rho(self.random_rho[batch.instances]).sqrt()
                 random = pyro.sample(RANDOM_SITE, dist.Normal(loc, scale).to_event(1))

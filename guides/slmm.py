@@ -15,7 +15,7 @@ import pyro.distributions as dist
 import torch
 
 from pyro_lmmvae.data import Batch
-from pyro_lmmvae.models import OFFSET_SITE, LatentScale, PointEffects
+from pyro_lmmvae.models import OFFSET_SITE, EffectPlates, LatentScale, PointEffects
 from pyro_lmmvae.networks import GaussianEncoder
 from pyro_lmmvae.pyro_module import LocalPyroModule
 
@@ -93,11 +93,9 @@ class SLMMGuide(LocalPyroModule):
         return pool_precision(loc - eta, scale, batch.local, n_inst, prior_precision)
 
     def forward(self, batch: Batch) -> None:
+        plates = EffectPlates(batch, self.encoder.latent_dim)
         if self.effects is not None:
-            self.effects(batch)
+            self.effects(batch, plates)
         mean, scale = self.offsets(batch)
-        with (
-            pyro.plate("instances", batch.n_instances_total, subsample=batch.instances, dim=-2),
-            pyro.plate("latent", mean.shape[-1], dim=-1),
-        ):
+        with plates.instances, plates.latent:
             pyro.sample(OFFSET_SITE, dist.Normal(mean, scale))

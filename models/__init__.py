@@ -4,6 +4,7 @@ from .base import LATENT_SITE, OBJECTIVES, OBS_SITE, LatentLMMModel, LatentScale
 from .effects import (
     FIXED_SITE,
     RANDOM_SITE,
+    EffectPlates,
     MixedEffects,
     PointEffects,
     effect_moments_at_rows,
@@ -22,6 +23,7 @@ __all__ = [
     "OFFSET_SITE",
     "RANDOM_SITE",
     "BernoulliLikelihood",
+    "EffectPlates",
     "GaussianLikelihood",
     "LatentLMMModel",
     "LatentScale",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pyro
 import torch
+from pyro.poutine.runtime import get_plates
 from torch import nn
 from torch.nn import functional as F
 
@@ -39,6 +40,31 @@ class LatentScale(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return F.softplus(self.raw)
+
+
+def prior_noise(like: torch.Tensor, event_dims: int = 1) -> torch.Tensor:
+    """Standard normal draws shaped like ``like``, widened to every enclosing plate.
+
+    The GSNN draws its latent noise with torch rather than at a sample site (spec §4), so Pyro
+    cannot broadcast it; this reads the active plates (vectorized particles included) so that
+    each particle gets its own draw.
+
+    Parameters
+    ----------
+    like : torch.Tensor
+        Gives dtype, device and the minimal shape, (*batch, *event).
+    event_dims : int, default 1
+        Trailing dims of ``like`` that are not plate dims.
+    """
+    event = like.shape[like.dim() - event_dims :]
+    batch = list(like.shape[: like.dim() - event_dims])
+    for frame in get_plates():
+        if frame.dim is None:
+            continue
+        if -frame.dim > len(batch):
+            batch = [1] * (-frame.dim - len(batch)) + batch
+        batch[frame.dim] = frame.size
+    return torch.randn(*batch, *event, dtype=like.dtype, device=like.device)
 
 
 def with_covariates(inputs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -70,6 +70,45 @@ def linear_predictor(
     return eta
 
 
+class EffectPlates:
+    """The instance and latent plates of one model or guide run, each created once.
+
+    Pyro records a site for every ``pyro.plate`` it creates, so a run that samples the effects
+    and another instance-level site (the sLMM's ``eps``) must share one plate object per name.
+    Plates are created on first use.
+
+    Parameters
+    ----------
+    batch : Batch
+        Gives the subsampled instances and P.
+    latent_dim : int
+        L.
+    """
+
+    def __init__(self, batch: Batch, latent_dim: int) -> None:
+        self._batch = batch
+        self._latent_dim = latent_dim
+        self._instances: pyro.plate | None = None
+        self._latent: pyro.plate | None = None
+
+    @property
+    def instances(self) -> pyro.plate:
+        """``plate("instances", P, subsample=batch.instances, dim=-2)``: scales terms by P/B."""
+        if self._instances is None:
+            b = self._batch
+            self._instances = pyro.plate(
+                "instances", b.n_instances_total, subsample=b.instances, dim=-2
+            )
+        return self._instances
+
+    @property
+    def latent(self) -> pyro.plate:
+        """``plate("latent", L, dim=-1)``."""
+        if self._latent is None:
+            self._latent = pyro.plate("latent", self._latent_dim, dim=-1)
+        return self._latent
+
+
 def effect_moments_at_rows(effects, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean ``M x̄`` and variance ``V (x̄ ⊙ x̄)`` of eta at the batch's rows, each (n, L).
 
@@ -147,19 +186,21 @@ class MixedEffects(LocalPyroModule):
             value = as_prior(value)
         super().__setattr__(name, value)
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Sample ``fixed_effects`` (L, Q_f) and the batch's ``random_effects`` (B, L, k)."""
+    def forward(
+        self, batch: Batch, plates: EffectPlates | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Sample ``fixed_effects`` (L, Q_f) and the batch's ``random_effects`` (B, L, k).
+
+        ``plates`` shares the run's plates with other sites (created here if omitted).
+        """
         fixed = random = None
-        latent_plate = pyro.plate("latent", self.latent_dim, dim=-1)
+        plates = plates if plates is not None else EffectPlates(batch, self.latent_dim)
         if self.n_fixed:
-            with latent_plate:
+            with plates.latent:
                 prior = self.fixed_prior((self.latent_dim, self.n_fixed))
                 fixed = pyro.sample(FIXED_SITE, prior.to_event(1))
         if self.n_random:
-            with (
-                pyro.plate("instances", batch.n_instances_total, subsample=batch.instances, dim=-2),
-                latent_plate,
-            ):
+            with plates.instances, plates.latent:
                 shape = (len(batch.instances), self.latent_dim, self.n_random)
                 random = pyro.sample(RANDOM_SITE, self.random_prior(shape).to_event(1))
         return fixed, random
@@ -215,7 +256,9 @@ class PointEffects(LocalPyroModule):
         """``eta`` at the point estimates and a zero variance, each (n, L)."""
         return effect_moments_at_rows(self, batch)
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def forward(
+        self, batch: Batch, plates: EffectPlates | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(A_f, u of the batch's instances), like :meth:`MixedEffects.forward` but no sites."""
         if self.n_random and bool((batch.instances < 0).any()):
             raise ValueError("rows of unseen instances (-1) have no random-effect estimate")

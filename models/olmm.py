@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import pyro
 import pyro.distributions as dist
-import torch
 from pyro import poutine
 
 from pyro_lmmvae.data import Batch
 
-from .base import LATENT_SITE, LatentLMMModel
+from .base import LATENT_SITE, LatentLMMModel, prior_noise
 
 
 class OLMMModel(LatentLMMModel):
@@ -42,7 +41,7 @@ class OLMMModel(LatentLMMModel):
         sigma_z = self.latent_scale()
         with poutine.scale(scale=batch.scale), pyro.plate("obs", batch.n_rows, dim=-1):
             if self.gsnn:
-                z = self.record_latents(eta + sigma_z * torch.randn_like(eta))
+                z = self.record_latents(eta + sigma_z * prior_noise(eta))
             else:
                 z = pyro.sample(LATENT_SITE, dist.Normal(eta, sigma_z).to_event(1))
             self.observe(z, batch)

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import pyro
 import pyro.distributions as dist
-import torch
 from pyro import poutine
 
 from pyro_lmmvae.data import Batch
 
-from .base import LatentLMMModel
-from .effects import gather_rows
+from .base import LatentLMMModel, prior_noise
+from .effects import EffectPlates, gather_rows
 
 OFFSET_SITE = "eps"
 
@@ -36,21 +35,18 @@ class SLMMModel(LatentLMMModel):
     """
 
     def forward(self, batch: Batch) -> None:
-        fixed, random = self.effects(batch)
+        plates = EffectPlates(batch, self.latent_dim)
+        fixed, random = self.effects(batch, plates)
         eta = self.prior_mean(fixed, random, batch)
         sigma_z = self.latent_scale()
-        n_inst = len(batch.instances)
-        with (
-            pyro.plate("instances", batch.n_instances_total, subsample=batch.instances, dim=-2),
-            pyro.plate("latent", self.latent_dim, dim=-1),
-        ):
+        with plates.instances, plates.latent:
             if self.gsnn:
-                eps = sigma_z * torch.randn(
-                    n_inst, self.latent_dim, dtype=eta.dtype, device=eta.device
-                )
+                eps = sigma_z * prior_noise(eta.new_zeros(len(batch.instances), self.latent_dim), 0)
             else:
-                prior = dist.Normal(eta.new_zeros(()), sigma_z).expand((n_inst, self.latent_dim))
-                eps = pyro.sample(OFFSET_SITE, prior)
+                prior = dist.Normal(eta.new_zeros(()), sigma_z)
+                eps = pyro.sample(
+                    OFFSET_SITE, prior.expand((len(batch.instances), self.latent_dim))
+                )
         z = eta + gather_rows(eps, batch.local)
         with poutine.scale(scale=batch.scale), pyro.plate("obs", batch.n_rows, dim=-1):
             if self.gsnn:

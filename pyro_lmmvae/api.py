@@ -427,6 +427,17 @@ class LMMVAE:
         tensors = self._observation_tensors(y, mask, data)
         return self.pair.latent_mean(tensors.full_batch()).cpu().numpy()
 
+    @torch.no_grad()
+    def prior_latents(self, data: pd.DataFrame, *, unseen: UnseenPolicy = "error") -> np.ndarray:
+        """The latent prior mean at covariates, ``M_f x + E[u_p] w``, (N, L).
+
+        The trajectory the mixed model implies for each row (before the decoder); available for
+        every variant and objective, GSNN included. Instances not seen in training raise, or get
+        the prior mean of their random effects with ``unseen="prior"``.
+        """
+        batch = self.tensors(data, unseen=unseen).full_batch()
+        return self.pair.prior_latent_mean(batch).cpu().numpy()
+
     def mcc(self, true_latents: np.ndarray, **rows) -> float:
         """Mean correlation coefficient between the posterior latents and known true latents.
 

@@ -18,6 +18,8 @@ new instances from a few context rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -196,12 +198,43 @@ class VariationalPair(nn.Module):
             return (kl - self._log_likelihood(z, batch).sum()) / n
 
     # ------------------------------------------------------------------ new instances
+    def context_objective(self, particles: int = 16) -> Callable[[Batch], torch.Tensor]:
+        """The objective that adapting new instances minimises over their random effects.
+
+        oLMM ELBO: with the encoder frozen only ``sum_i E_q(A) KL_i`` and ``KL(q(u_p)||p(u_p))``
+        depend on q(u_p), and both are exact here (closed form of spec §2; the prior KL by
+        :func:`torch.distributions.kl_divergence` where registered, else Monte Carlo), so the
+        fit is deterministic. Otherwise (GSNN): the variant's loss with ``particles``
+        vectorized particles.
+        """
+        if self.gsnn:
+            return self.loss_module(particles, vectorize_particles=True)
+        estimates = self.effect_estimates
+
+        def objective(batch: Batch) -> torch.Tensor:
+            with local_params():
+                loc, scale = self.guide.encoder.encode(batch)
+                mean, var = estimates.predictor_moments(batch)
+                latent_kl = expected_latent_kl(loc, scale, mean, var, self.model.latent_scale())
+                u_loc, u_var = estimates.random_moments(batch.instances)
+                q = torch.distributions.Normal(u_loc, u_var.sqrt())
+                prior = self.model.effects.random_prior(tuple(u_loc.shape))
+                try:
+                    prior_kl = torch.distributions.kl_divergence(q, prior).sum()
+                except NotImplementedError:
+                    draws = q.rsample((particles,))
+                    prior_kl = (q.log_prob(draws) - prior.log_prob(draws)).sum() / particles
+            return latent_kl.sum() + prior_kl
+
+        return objective
+
     def adapt(self, batch: Batch, steps: int = 200, lr: float = 1e-2) -> torch.Tensor:
         """Fit the effects of new instances to their context rows, everything else frozen.
 
         ``self`` must come from :meth:`with_instances`, and ``batch`` index its instances
         ``0 .. n-1``. The sLMM ELBO runs the group encoder (``u_p = 0``); every other model
-        fits only the new instances' random effects on its own objective (``steps`` Adam steps).
+        fits only the new instances' random effects on its :meth:`context_objective`
+        (``steps`` Adam steps at ``lr``; spec §5).
 
         Returns
         -------
@@ -212,15 +245,14 @@ class VariationalPair(nn.Module):
             with torch.no_grad():
                 return self.instance_offsets(batch)
         estimates = self.effect_estimates
-        params = [estimates.random_loc]
-        if hasattr(estimates, "random_rho"):
-            params.append(estimates.random_rho)
         if estimates.n_random:
-            loss = self.loss_module()
+            params = [estimates.random_loc]
+            if hasattr(estimates, "random_rho"):
+                params.append(estimates.random_rho)
+            objective = self.context_objective()
             optimizer = torch.optim.Adam(params, lr=lr)
             for _ in range(steps):
-                value = loss(batch)
-                grads = torch.autograd.grad(value, params, allow_unused=True)
+                grads = torch.autograd.grad(objective(batch), params, allow_unused=True)
                 for p, g in zip(params, grads, strict=True):
                     p.grad = g
                 optimizer.step()

@@ -238,6 +238,7 @@ def test_cli_demo_writes_outputs(tmp_path, capsys):
         "trajectories.png",
     ]
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["primary"] == "olmm-elbo" and set(metrics["models"]) == {"olmm-elbo", "vae"}
     for key in [
         "imputation_mse",
         "prediction_mse",
@@ -246,7 +247,33 @@ def test_cli_demo_writes_outputs(tmp_path, capsys):
     ]:
         assert np.isfinite(metrics[key]), key
     for key in ["imputation_mse", "prediction_mse"]:
-        assert np.isfinite(metrics["vae"][key])
+        assert np.isfinite(metrics["models"]["vae"][key])
     assert az.from_netcdf(str(out / "effects.nc")).posterior["fixed_effects"].sizes["term"] == 7
     assert (out / "fixed_effects.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "imputation_mse" in capsys.readouterr().out
+
+
+def test_cli_demo_runs_every_variant_and_objective(tmp_path, capsys):
+    """--variant/--objective lists run as a grid; metrics.json reports every model."""
+    out = tmp_path / "grid"
+    args = ["demo", "--out", str(out), "--n-instances", "20", "--max-epochs", "1"]
+    args += ["--variant", "slmm,olmm", "--objective", "gsnn,elbo", "--baselines", "vae,cvae"]
+    assert cli_main([*args, "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    expected = {"slmm-gsnn", "slmm-elbo", "olmm-gsnn", "olmm-elbo", "vae", "cvae"}
+    assert set(metrics["models"]) == expected and metrics["primary"] == "slmm-gsnn"
+    for name, figures in metrics["models"].items():
+        assert np.isfinite(figures["prediction_mse"]), name
+        assert np.isfinite(figures["imputation_mse"]), name
+    assert "random_effects_corr" not in metrics["models"]["slmm-gsnn"]  # GSNN: no latents
+    idata = az.from_netcdf(str(out / "effects.nc"))
+    assert idata.posterior.attrs["objective"] == "gsnn"
+    assert idata.posterior.sizes["draw"] == 1  # sLMM effects are point estimates
+    summary = json.loads(capsys.readouterr().out.split("\nwrote")[0])
+    assert set(summary) == expected
+
+
+def test_cli_demo_rejects_unknown_variant(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["demo", "--out", str(tmp_path), "--variant", "gp"])
+    assert "unknown variant(s) ['gp']" in capsys.readouterr().err

@@ -66,6 +66,15 @@ def _check_rate(name: str, value: Any) -> float:
     return value
 
 
+def _check_scale(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number >= 0, got {value!r}")
+    value = float(value)
+    if not (np.isfinite(value) and value >= 0.0):
+        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    return value
+
+
 def _orthogonal(rng: np.random.Generator, n_out: int, n_in: int) -> np.ndarray:
     """Random (semi-)orthogonal matrix of shape ``(n_out, n_in)``.
 
@@ -138,6 +147,8 @@ def make_synthetic(
     obs_dim: int = 16,
     missing_rate: float = 0.2,
     noise_std: float = 0.05,
+    random_effect_std: float = RANDOM_EFFECT_STD,
+    latent_noise_std: float = LATENT_NOISE_STD,
     test_instance_fraction: float = 0.2,
     n_test_times: int = 5,
     val_fraction: float = 0.2,
@@ -162,6 +173,12 @@ def make_synthetic(
         Default 0.2.
     noise_std : float, optional
         Standard deviation of the Gaussian observation noise. Default 0.05.
+    random_effect_std : float, optional
+        Standard deviation of the true random effects u*. Default 0.5.
+    latent_noise_std : float, optional
+        Standard deviation of the per-row latent noise eps. Default 0.1. With both at 0 the
+        latents are determined by the covariates (a miniature of Rotating MNIST, where the
+        rotation angle fixes the image).
     test_instance_fraction : float, optional
         Fraction of instances (rounded to the nearest count) whose last
         ``n_test_times`` time points form the test split, in ``[0, 1)``.
@@ -231,11 +248,9 @@ def make_synthetic(
     missing_rate = _check_rate("missing_rate", missing_rate)
     test_instance_fraction = _check_rate("test_instance_fraction", test_instance_fraction)
     val_fraction = _check_rate("val_fraction", val_fraction)
-    if isinstance(noise_std, bool) or not isinstance(noise_std, numbers.Real):
-        raise ValueError(f"noise_std must be a real number >= 0, got {noise_std!r}")
-    noise_std = float(noise_std)
-    if not (np.isfinite(noise_std) and noise_std >= 0.0):
-        raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
+    noise_std = _check_scale("noise_std", noise_std)
+    random_effect_std = _check_scale("random_effect_std", random_effect_std)
+    latent_noise_std = _check_scale("latent_noise_std", latent_noise_std)
     seed = _check_int("seed", seed, 0)
 
     rng = np.random.default_rng(seed)
@@ -262,8 +277,8 @@ def make_synthetic(
 
     # Latent linear mixed model.
     fixed = rng.standard_normal((latent_dim, len(FIXED_TERMS)))
-    random = rng.normal(0.0, RANDOM_EFFECT_STD, size=(n_instances, latent_dim, len(RANDOM_TERMS)))
-    eps = rng.normal(0.0, LATENT_NOISE_STD, size=(n_rows, latent_dim))
+    random = rng.normal(0.0, random_effect_std, size=(n_instances, latent_dim, len(RANDOM_TERMS)))
+    eps = rng.normal(0.0, latent_noise_std, size=(n_rows, latent_dim))
     z = x @ fixed.T + np.einsum("nlk,nk->nl", random[inst], w) + eps
 
     # Fixed random decoder.
