@@ -20,10 +20,10 @@ from pyro_lmmvae.data import Batch
 from pyro_lmmvae.models.effects import (
     FIXED_SITE,
     RANDOM_SITE,
+    EffectMeans,
     EffectPlates,
     effect_moments_at_rows,
 )
-from pyro_lmmvae.pyro_module import LocalPyroModule
 
 _LOG_VAR_FLOOR = -8.0
 _INIT_LOG_VAR = -6.0
@@ -39,7 +39,7 @@ def _rho_init(shape: tuple[int, ...]) -> torch.Tensor:
     return torch.full(shape, value)
 
 
-class MeanFieldEffects(LocalPyroModule):
+class MeanFieldEffects(EffectMeans):
     """Guide factors for the ``fixed_effects`` and ``random_effects`` sites.
 
     Parameters
@@ -53,19 +53,9 @@ class MeanFieldEffects(LocalPyroModule):
     def __init__(
         self, latent_dim: int, n_fixed: int, n_random: int, n_groups: int, init_scale: float = 0.01
     ) -> None:
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.n_fixed = n_fixed
-        self.n_random = n_random
-        self.n_groups = n_groups
-        self.fixed_loc = nn.Parameter(init_scale * torch.randn(latent_dim, n_fixed))
+        super().__init__(latent_dim, n_fixed, n_random, n_groups, init_scale)
         self.fixed_rho = nn.Parameter(_rho_init((latent_dim, n_fixed)))
-        self.random_loc = nn.Parameter(
-            torch.zeros(n_groups if n_random else 0, latent_dim, n_random)
-        )
-        self.random_rho = nn.Parameter(
-            _rho_init((n_groups if n_random else 0, latent_dim, n_random))
-        )
+        self.random_rho = nn.Parameter(_rho_init(self.random_shape))
 
     is_point = False
 

@@ -70,6 +70,42 @@ def linear_predictor(
     return eta
 
 
+class EffectDims(LocalPyroModule):
+    """Sizes of the effect matrices: L, Q_f, k and P (the base of every effects module).
+
+    Parameters
+    ----------
+    latent_dim, n_fixed, n_random, n_groups : int
+        L, Q_f (0 for none), k (0 for none) and P.
+    """
+
+    def __init__(self, latent_dim: int, n_fixed: int, n_random: int, n_groups: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.n_fixed = n_fixed
+        self.n_random = n_random
+        self.n_groups = n_groups
+
+    @property
+    def random_shape(self) -> tuple[int, int, int]:
+        """Shape of the per-instance table, (P, L, k); P is 0 without random effects."""
+        return (self.n_groups if self.n_random else 0, self.latent_dim, self.n_random)
+
+
+class EffectMeans(EffectDims):
+    """Estimates (or variational means) of A_f and u as parameters.
+
+    A_f starts at N(0, init_scale^2) entries, u at 0 (spec §2, default initialisation).
+    """
+
+    def __init__(
+        self, latent_dim: int, n_fixed: int, n_random: int, n_groups: int, init_scale: float = 0.01
+    ) -> None:
+        super().__init__(latent_dim, n_fixed, n_random, n_groups)
+        self.fixed_loc = torch.nn.Parameter(init_scale * torch.randn(latent_dim, n_fixed))
+        self.random_loc = torch.nn.Parameter(torch.zeros(self.random_shape))
+
+
 class EffectPlates:
     """The instance and latent plates of one model or guide run, each created once.
 
@@ -134,7 +170,7 @@ def effect_moments_at_rows(effects, batch: Batch) -> tuple[torch.Tensor, torch.T
     return mean, var
 
 
-class MixedEffects(LocalPyroModule):
+class MixedEffects(EffectDims):
     """Priors on the fixed and random effects, sampled as Pyro sites.
 
     Parameters
@@ -162,11 +198,7 @@ class MixedEffects(LocalPyroModule):
         fixed_prior: EffectPrior | pyro.distributions.TorchDistribution | None = None,
         random_prior: EffectPrior | pyro.distributions.TorchDistribution | str | None = None,
     ) -> None:
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.n_fixed = n_fixed
-        self.n_random = n_random
-        self.n_groups = n_groups
+        super().__init__(latent_dim, n_fixed, n_random, n_groups)
         self.fixed_prior = as_prior(fixed_prior)
         self.random_prior = as_prior(random_prior)
 
@@ -206,7 +238,7 @@ class MixedEffects(LocalPyroModule):
         return fixed, random
 
 
-class PointEffects(LocalPyroModule):
+class PointEffects(EffectMeans):
     """Point estimates of A_f (L, Q_f) and u (P, L, k): parameters, no sample sites, no prior.
 
     The sLMM-VAE default (spec §3) and the GSNN-sLMM instance intercepts (spec §4). Exposes the
@@ -222,19 +254,6 @@ class PointEffects(LocalPyroModule):
     """
 
     is_point = True
-
-    def __init__(
-        self, latent_dim: int, n_fixed: int, n_random: int, n_groups: int, init_scale: float = 0.01
-    ) -> None:
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.n_fixed = n_fixed
-        self.n_random = n_random
-        self.n_groups = n_groups
-        self.fixed_loc = torch.nn.Parameter(init_scale * torch.randn(latent_dim, n_fixed))
-        self.random_loc = torch.nn.Parameter(
-            torch.zeros(n_groups if n_random else 0, latent_dim, n_random)
-        )
 
     def for_instances(self, n_groups: int) -> PointEffects:
         """Effects of ``n_groups`` new instances sharing these fixed effects (same Parameter)."""

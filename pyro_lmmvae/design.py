@@ -347,7 +347,11 @@ class Design:
             else np.zeros((n, 0), dtype=np.float32)
         )
         group = self.group_index(data, unseen=unseen)
-        return DesignMatrices(fixed=fixed.reshape(n, -1), random=random.reshape(n, -1), group=group)
+        return DesignMatrices(
+            fixed=fixed.reshape(n, self.n_fixed),
+            random=random.reshape(n, self.n_random),
+            group=group,
+        )
 
     def group_index(self, data: pd.DataFrame, *, unseen: UnseenPolicy = "error") -> np.ndarray:
         """Index of each row's instance among :attr:`groups` (negative for unseen, if allowed)."""

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pyro_lmmvae import LMMVAE
+from pyro_lmmvae.data import LongitudinalTensors
 
 VARIANTS = ["olmm", "slmm", "cvae"]
 OBJECTIVES = ["elbo", "gsnn"]
@@ -175,3 +176,31 @@ def test_models_that_need_covariates_say_so(small_synthetic, isolated_pyro):
             m.impute(train.y, train.mask)
         with pytest.raises(ValueError, match="pass data="):
             m.latents(train.y, train.mask)
+
+
+@pytest.mark.parametrize("variant", ["olmm", "slmm"])
+def test_gsnn_context_fit_lowers_the_context_objective(small_synthetic, isolated_pyro, variant):
+    """GSNN has no encoder: the context fit moves u_p to lower its GSNN loss on the context."""
+    train = small_synthetic.split("train")
+    m = build(train, "~ 1 + t + g", variant=variant, objective="gsnn")
+    m.fit(max_epochs=3, batch_size=8, validation=None, progress=False)
+    own = (train.data["id"] == train.data["id"].iloc[0]).to_numpy()
+    batch = LongitudinalTensors(
+        m.design.transform(train.data[own]),
+        train.y[own],
+        train.mask[own],
+        np.zeros(own.sum(), np.int64),
+    ).full_batch()
+    new = m.pair.with_instances(1)
+    objective = new.loss_module(num_particles=4000, vectorize_particles=True)
+
+    def value() -> float:
+        torch.manual_seed(0)  # common random numbers before and after
+        with torch.no_grad():
+            return float(objective(batch))
+
+    before = value()
+    torch.manual_seed(1)
+    new.adapt(batch)
+    assert value() < before
+    assert new.effect_estimates.random_loc.abs().max() > 1e-3
