@@ -3,12 +3,16 @@
 The data flow: a formula and a DataFrame give a :class:`Design`; the design sizes the generative
 model (:mod:`pyro_lmmvae.models`) and the guide (:mod:`pyro_lmmvae.guides`); training minimises
 :class:`~pyro_lmmvae.training.loss.ELBOLoss`; :class:`LMMVAE` wraps it all and gives imputation,
-prediction and :meth:`LMMVAE.effects` as ArviZ InferenceData.
+prediction and :meth:`LMMVAE.effects` as ArviZ InferenceData. ``LMMVAE(variant=, objective=)``
+selects the oLMM-VAE, the sLMM-VAE or the CVAE baseline, trained with the ELBO or GSNN
+(:mod:`pyro_lmmvae.variants`).
 """
 
 from .api import LMMVAE
 from .design import Design, DesignMatrices
+from .inference import GSNNUnavailableError
 from .priors import DistributionPrior, EffectPrior, LearnedScaleNormal, as_prior
+from .variants import VariantOptions
 
 __version__ = "0.1.0"
 
@@ -18,7 +22,9 @@ __all__ = [
     "DesignMatrices",
     "DistributionPrior",
     "EffectPrior",
+    "GSNNUnavailableError",
     "LearnedScaleNormal",
+    "VariantOptions",
     "as_prior",
     "__version__",
 ]

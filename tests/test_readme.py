@@ -22,3 +22,5 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     assert (tmp_path / "model.pt").exists() and (tmp_path / "effects.nc").exists()
     assert namespace["Y_hat"].shape == namespace["train"].y.shape
     assert list(namespace["summary"].columns[:2]) == ["mean", "sd"]
+    assert namespace["Y_ctx"].shape == (len(namespace["future"]), namespace["train"].y.shape[1])
+    assert namespace["gsnn"].design.formula.endswith("+ (1 | id)")
