@@ -537,18 +537,21 @@ class LMMVAE:
         tensors = self.tensors(data, unseen="error" if unseen == "error" else "prior")
         batch = tensors.full_batch()
         with torch.no_grad():
-            offsets = self._row_offsets(self._offset_table(self.tensors()), batch)
+            offsets = self._row_offsets(self._offset_table(), batch)
             pred = self.pair.predict(batch, offsets)
         if unseen == "context":
             rows, new_pred = self._predict_context(data, context, context_steps, context_lr, seed)
             pred[torch.as_tensor(rows, device=pred.device)] = new_pred
         return pred.cpu().numpy()
 
-    def _offset_table(self, tensors: LongitudinalTensors) -> torch.Tensor:
-        """``m_p`` of every training instance, (P, L); zeros for models without offsets."""
+    def _offset_table(self, tensors: LongitudinalTensors | None = None) -> torch.Tensor:
+        """``m_p`` of every training instance, (P, L); zeros for models without offsets.
+
+        ``tensors`` are the rows to pool (all training rows by default, encoded only if needed).
+        """
         table = torch.zeros(self.design.n_groups, self.latent_dim, device=self.device)
         if self.variant == "slmm" and not self.pair.gsnn:
-            batch = tensors.full_batch()
+            batch = (tensors if tensors is not None else self.tensors()).full_batch()
             seen = batch.instances >= 0
             table[batch.instances[seen]] = self.pair.instance_offsets(batch)[seen]
         return table
@@ -599,9 +602,7 @@ class LMMVAE:
             self.device,
         ).full_batch()
         with torch.no_grad():
-            table = torch.zeros(len(new_labels), self.latent_dim, device=self.device)
-            table[torch.arange(len(new_labels))] = offsets.detach()
-            pred = new_pair.predict(target, self._row_offsets(table, target))
+            pred = new_pair.predict(target, self._row_offsets(offsets.detach(), target))
         return rows, pred
 
     def effects(

@@ -148,6 +148,7 @@ class LongitudinalTensors:
         self.y = torch.as_tensor(y, device=self.device)
         self.mask = torch.as_tensor(mask, device=self.device)
         self.instance = torch.as_tensor(instance, dtype=torch.long, device=self.device)
+        self._counts: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def from_frame(
@@ -182,7 +183,7 @@ class LongitudinalTensors:
         instances, local, counts = torch.unique(
             self.instance[index], return_inverse=True, return_counts=True
         )
-        all_ids, all_counts = torch.unique(self.instance, return_counts=True)
+        all_ids, all_counts = self._instance_counts()
         whole = bool(torch.equal(all_counts[torch.searchsorted(all_ids, instances)], counts))
         return Batch(
             x=self.x[index],
@@ -197,6 +198,12 @@ class LongitudinalTensors:
             else n_instances_total,
             whole_instances=whole,
         )
+
+    def _instance_counts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sorted instance ids and their row counts (computed once)."""
+        if self._counts is None:
+            self._counts = torch.unique(self.instance, return_counts=True)
+        return self._counts
 
     def full_batch(self) -> Batch:
         """All rows as one batch with scale 1."""
