@@ -12,6 +12,8 @@ term): the sLMM-VAE default (spec §3).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pyro
 import torch
 
@@ -187,6 +189,10 @@ class MixedEffects(EffectDims):
         Priors on the entries; Normal(0, 1) by default. Swap them at any time by assigning
         ``effects.fixed_prior = dist.Laplace(0., 1.)`` (distributions are wrapped by
         :func:`~pyro_lmmvae.priors.as_prior`).
+    fixed_columns, random_columns : sequence of (BasisColumn or None), optional
+        What each column is (``Design.fixed_bases``, ``Design.random_bases``); every prior is
+        bound to them when attached, which is how a
+        :class:`~pyro_lmmvae.spectral_priors.SpectralPrior` finds its basis columns.
     """
 
     def __init__(
@@ -195,12 +201,20 @@ class MixedEffects(EffectDims):
         n_fixed: int,
         n_random: int,
         n_groups: int,
-        fixed_prior: EffectPrior | pyro.distributions.TorchDistribution | None = None,
+        fixed_prior: EffectPrior | pyro.distributions.TorchDistribution | str | None = None,
         random_prior: EffectPrior | pyro.distributions.TorchDistribution | str | None = None,
+        fixed_columns: Sequence | None = None,
+        random_columns: Sequence | None = None,
     ) -> None:
         super().__init__(latent_dim, n_fixed, n_random, n_groups)
-        self.fixed_prior = as_prior(fixed_prior)
-        self.random_prior = as_prior(random_prior)
+        self.columns = {
+            "fixed_prior": tuple(fixed_columns) if fixed_columns is not None else (None,) * n_fixed,
+            "random_prior": tuple(random_columns)
+            if random_columns is not None
+            else (None,) * n_random,
+        }
+        self.fixed_prior = fixed_prior
+        self.random_prior = random_prior
 
     def for_instances(self, n_groups: int) -> MixedEffects:
         """The same priors over ``n_groups`` new instances (for context adaptation)."""
@@ -211,11 +225,14 @@ class MixedEffects(EffectDims):
             n_groups,
             self.fixed_prior,
             self.random_prior,
+            self.columns["fixed_prior"],
+            self.columns["random_prior"],
         )
 
     def __setattr__(self, name: str, value) -> None:
-        if name in ("fixed_prior", "random_prior") and not isinstance(value, EffectPrior):
+        if name in ("fixed_prior", "random_prior"):
             value = as_prior(value)
+            value.bind(self.columns[name])
         super().__setattr__(name, value)
 
     def forward(

@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from formulae import design_matrices, model_description
 
+from pyro_lmmvae.bases import basis_labels, basis_namespace, check_basis_arguments
+
 UnseenPolicy = Literal["error", "prior"]
 _EMPTY_FORMULAS = {"", "0", "-1", "0 +", "+ 0"}
 
@@ -96,6 +98,9 @@ class Design:
         Names of the fixed-effect columns, e.g. ``("Intercept", "age", "sex[m]", "sex[m]:age")``.
     random_terms : tuple of str
         Names of the random-effect expression columns, e.g. ``("1", "age")``.
+    fixed_bases, random_bases : tuple of (BasisColumn or None)
+        For each fixed / random column, what it is if it comes from a ``fourier`` or ``rff``
+        basis (see :mod:`pyro_lmmvae.bases`), else None.
     group_factor : str or None
         Column that indexes the random effects.
     groups : numpy.ndarray
@@ -168,6 +173,7 @@ class Design:
             desc = model_description(self._rhs)
         except Exception as err:  # formulae raises several parser error types
             raise ValueError(f"cannot parse formula {self.formula!r}: {err}") from err
+        check_basis_arguments(desc, self.formula)
         factors = {str(term.factor.name) for term in desc.group_terms}
         if len(factors) > 1:
             raise ValueError(
@@ -266,26 +272,22 @@ class Design:
 
     def _build_encoders(self) -> None:
         frame = self._prepare(self._reference)
-        self._fixed_encoder = (
-            design_matrices(self._fixed_rhs, frame, na_action="error").common
-            if self._fixed_rhs
-            else None
-        )
-        self._random_encoder = (
-            design_matrices(self._random_rhs, frame, na_action="error").common
-            if self._random_rhs
-            else None
-        )
-        self.fixed_terms = self._labels(self._fixed_encoder)
-        self.random_terms = tuple(
-            "1" if name == "Intercept" else name for name in self._labels(self._random_encoder)
-        )
+        namespace = basis_namespace(self.standardization)
+        self._fixed_encoder = self._encoder(self._fixed_rhs, frame, namespace)
+        self._random_encoder = self._encoder(self._random_rhs, frame, namespace)
+        fixed_labels, self.fixed_bases, fixed_transforms = basis_labels(self._fixed_encoder)
+        random_labels, self.random_bases, random_transforms = basis_labels(self._random_encoder)
+        self._bases = {**fixed_transforms, **random_transforms}
+        self.fixed_terms = fixed_labels
+        self.random_terms = tuple("1" if name == "Intercept" else name for name in random_labels)
 
-    @staticmethod
-    def _labels(encoder) -> tuple[str, ...]:
-        if encoder is None:
-            return ()
-        return tuple(label for term in encoder.terms.values() for label in term.labels)
+    def _encoder(self, rhs: str | None, frame: pd.DataFrame, namespace: dict):
+        if not rhs:
+            return None
+        try:
+            return design_matrices(rhs, frame, na_action="error", extra_namespace=namespace).common
+        except ValueError as err:
+            raise ValueError(f"formula {self.formula!r}: {err}") from err
 
     # ------------------------------------------------------------------ public
     @property
@@ -381,6 +383,56 @@ class Design:
             )
         return codes
 
+    @property
+    def bases(self) -> tuple[str, ...]:
+        """The basis calls of the formula, e.g. ``("fourier(age, 4)",)``."""
+        return tuple(self._bases)
+
+    def basis_features(self, basis: str, t) -> np.ndarray:
+        """Evaluate a basis of the formula at raw covariate values ``t``.
+
+        Parameters
+        ----------
+        basis : str
+            A basis call of the formula, e.g. ``"fourier(age, 4)"`` (spaces are ignored).
+        t : array_like
+            Covariate values in raw units, shape (n,).
+
+        Returns
+        -------
+        numpy.ndarray
+            The basis columns, (n, 2M), as they enter the design (before any interaction).
+        """
+        return self._basis(basis).features(t)
+
+    def _basis(self, basis: str):
+        wanted = basis.replace(" ", "")
+        for name, transform in self._bases.items():
+            if name.replace(" ", "") == wanted:
+                return transform
+        raise KeyError(f"{basis!r} is not a basis of formula {self.formula!r}; bases: {self.bases}")
+
+    def basis_columns(self, term: str) -> tuple[str, list[int]]:
+        """Where a basis term's columns are: ``("fixed" | "random", column indices)``.
+
+        Parameters
+        ----------
+        term : str
+            A formula term holding a basis (``"sex:fourier(age, 2)"``) or a basis call, which
+            selects the term that is the basis alone (``"fourier(age, 2)"``). Spaces are ignored.
+        """
+        wanted = term.replace(" ", "")
+        for part, columns in (("fixed", self.fixed_bases), ("random", self.random_bases)):
+            index = [
+                j
+                for j, col in enumerate(columns)
+                if col is not None and col.term.replace(" ", "") == wanted
+            ]
+            if index:
+                return part, index
+        terms = sorted({c.term for c in (*self.fixed_bases, *self.random_bases) if c is not None})
+        raise KeyError(f"{term!r} is not a basis term of formula {self.formula!r}; terms: {terms}")
+
     def dense_random_design(self, matrices: DesignMatrices) -> np.ndarray:
         """The paper's dense random-effects design ``e_p ⊗ w_i``, shape (N, P·k).
 
@@ -404,6 +456,15 @@ class Design:
             "instance": self.instance,
             "n_groups": int(self.n_groups),
             "standardization": {k: list(v) for k, v in self.standardization.items()},
+            "bases": {
+                name: {
+                    "kind": b.kind,
+                    "covariate": b.covariate,
+                    "period": b.period,
+                    "frequencies": [float(w) for w in b.omegas],
+                }
+                for name, b in self._bases.items()
+            },
         }
 
     def __repr__(self) -> str:
@@ -417,6 +478,7 @@ class Design:
         state = self.__dict__.copy()
         state.pop("_fixed_encoder", None)
         state.pop("_random_encoder", None)
+        state.pop("_bases", None)
         return state
 
     def __setstate__(self, state: dict) -> None:

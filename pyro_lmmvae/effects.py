@@ -11,6 +11,15 @@ the posterior group holds a single draw, the estimate, and says so in its attrib
 The two term dims have different names because one dataset cannot give a dim two coordinate
 sets. Attributes record the formula, the priors and the standardisation of the covariates, so
 that a coefficient can be read on the right scale.
+
+For Bayesian effects the ``prior`` group holds as many draws from the priors p(A_f), p(u_p)
+(same variables, dims and coords; e.g. for ``az.plot_dist_comparison``), and ``constant_data``
+holds each entry's prior standard deviation, ``fixed_prior_sd`` (latent, term) and
+``random_prior_sd`` (latent, random_term): with a
+:class:`~pyro_lmmvae.spectral_priors.SpectralPrior` these are the spectral scales ``√Λ`` of the
+basis columns, and the posterior attributes ``fixed_prior_hyperparameters`` /
+``random_prior_hyperparameters`` hold the (possibly learned) kernel variance and lengthscale of
+every basis term as JSON.
 """
 
 from __future__ import annotations
@@ -110,6 +119,42 @@ def effects_inference_data(
         "inference_library": "pyro",
         **(attrs or {}),
     }
-    idata = az.from_dict(posterior=posterior, coords=coords, dims=dims)
+    groups_of_data: dict[str, dict] = {"posterior": posterior}
+    if not point:
+        prior, prior_sd = _prior_draws(prior_effects, estimates, posterior, num_draws, seed)
+        groups_of_data["prior"] = prior
+        groups_of_data["constant_data"] = prior_sd
+        dims.update({"fixed_prior_sd": ["latent", "term"]})
+        dims.update({"random_prior_sd": ["latent", "random_term"]})
+        for name in ("fixed_prior", "random_prior"):
+            hyper = getattr(getattr(prior_effects, name), "hyperparameters", None)
+            if hyper is not None and getattr(prior_effects, name).columns:
+                all_attrs[f"{name}_hyperparameters"] = json.dumps(hyper())
+    idata = az.from_dict(**groups_of_data, coords=coords, dims=dims)
     idata.posterior.attrs.update(all_attrs)
     return idata
+
+
+def _prior_draws(
+    prior_effects: MixedEffects,
+    estimates: MeanFieldEffects,
+    posterior: dict[str, np.ndarray],
+    num_draws: int,
+    seed: int,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Draws from p(A_f), p(u_p) shaped like the posterior draws, and each entry's prior sd."""
+    draws: dict[str, np.ndarray] = {}
+    sd: dict[str, np.ndarray] = {}
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed + 1)
+        if "fixed_effects" in posterior:
+            p = prior_effects.fixed_prior((estimates.latent_dim, estimates.n_fixed))
+            draws["fixed_effects"] = p.sample((num_draws,)).cpu().numpy()[None]
+            sd["fixed_prior_sd"] = p.stddev.cpu().numpy()
+        if "random_effects" in posterior:
+            n_groups = posterior["random_effects"].shape[3]
+            p = prior_effects.random_prior((n_groups, estimates.latent_dim, estimates.n_random))
+            # (draw, group, latent, term) -> (draw, latent, group, term), as in the posterior
+            draws["random_effects"] = p.sample((num_draws,)).permute(0, 2, 1, 3).cpu().numpy()[None]
+            sd["random_prior_sd"] = p.stddev[0].cpu().numpy()
+    return draws, sd

@@ -29,6 +29,7 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 from pyro.nn import PyroParam
 
 from .pyro_module import LocalPyroModule
+from .spectral import KERNEL_NAMES
 
 
 class EffectPrior(LocalPyroModule):
@@ -44,6 +45,13 @@ class EffectPrior(LocalPyroModule):
     def describe(self) -> str:
         """Short human-readable description used in ``effects()`` attributes."""
         return type(self).__name__
+
+    def bind(self, columns) -> None:
+        """Learn which columns the effect matrix has (``Design.fixed_bases`` or ``random_bases``).
+
+        Called by the model when the prior is attached. Priors that treat every column alike
+        ignore it; :class:`~pyro_lmmvae.spectral_priors.SpectralPrior` reads the basis columns.
+        """
 
 
 class DistributionPrior(EffectPrior):
@@ -137,9 +145,11 @@ def as_prior(
 
     Parameters
     ----------
-    prior : EffectPrior, pyro distribution, ``"learned_scale"`` or None
+    prior : EffectPrior, pyro distribution, str or None
         ``None`` gives ``Normal(0, default_scale)``; a distribution is wrapped in
-        :class:`DistributionPrior`; ``"learned_scale"`` gives :class:`LearnedScaleNormal`.
+        :class:`DistributionPrior`; ``"learned_scale"`` gives :class:`LearnedScaleNormal`; a
+        kernel name (``"se"``, ``"matern12"``, ``"matern32"``, ``"matern52"``, ``"periodic"``)
+        gives a :class:`~pyro_lmmvae.spectral_priors.SpectralPrior` with default settings.
     default_scale : float, default 1.0
         Scale of the default Normal prior.
     """
@@ -150,5 +160,12 @@ def as_prior(
     if isinstance(prior, str):
         if prior == "learned_scale":
             return LearnedScaleNormal(default_scale)
-        raise ValueError(f"unknown prior name {prior!r}; use 'learned_scale' or a distribution")
+        if prior in KERNEL_NAMES:
+            from .spectral_priors import SpectralPrior  # noqa: PLC0415 (it builds on this module)
+
+            return SpectralPrior(prior, scale=default_scale)
+        raise ValueError(
+            f"unknown prior name {prior!r}; use 'learned_scale', a kernel name {KERNEL_NAMES} "
+            "or a distribution"
+        )
     return DistributionPrior(prior)

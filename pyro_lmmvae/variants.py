@@ -14,6 +14,7 @@ holds only q(A) (or nothing) and the model draws z from its prior (spec §4).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Literal
 
@@ -110,11 +111,23 @@ def build_pair(
             "fixed_prior/random_prior need Bayesian effects, but A is a point estimate here "
             "(the sLMM default): pass bayesian_effects=True"
         )
+    # Each model gets its own prior objects: a prior with learned hyper-parameters (or bound to
+    # this design's basis columns) must not be shared with another model built from it.
+    fixed_prior, random_prior = copy.deepcopy(fixed_prior), copy.deepcopy(random_prior)
     # The CVAE prior is N(0, sigma_z^2 I): its covariates feed the networks, not the prior.
     n_fixed = 0 if conditional else d.n_fixed
     n_covariates = d.n_fixed if conditional else 0
     if options.bayesian_effects:
-        effects = MixedEffects(L, n_fixed, d.n_random, d.n_groups, fixed_prior, random_prior)
+        effects = MixedEffects(
+            L,
+            n_fixed,
+            d.n_random,
+            d.n_groups,
+            fixed_prior,
+            random_prior,
+            fixed_columns=d.fixed_bases if n_fixed else (),
+            random_columns=d.random_bases,
+        )
         q_effects = MeanFieldEffects(L, n_fixed, d.n_random, d.n_groups)
     else:
         effects = PointEffects(L, n_fixed, d.n_random, d.n_groups)
