@@ -281,7 +281,7 @@ def test_learned_hyperparameters_get_the_exact_gradient(frame):
     (prior.column_variance()[2:10] * weights).sum().backward()
     period = model.design.fixed_bases[2].period
     unconstrained = prior.lengthscale_unconstrained.grad[0]
-    d_ell_d_raw = 1.0 / (1.0 + math.exp(-float(prior.lengthscale_unconstrained[0])))
+    d_ell_d_raw = 1.0 / (1.0 + math.exp(-float(prior.lengthscale_unconstrained[0].detach())))
 
     def weighted(lengthscale: float) -> float:
         lam = regular_grid_scaling(Kernel("matern32", 1.0, lengthscale), 4, period)
