@@ -65,7 +65,7 @@ def make_gp_synthetic(
     n_grid: int = 200,
     random_intercept_std: float = 0.3,
     latent_noise_std: float = 0.05,
-    noise_std: float = 0.05,
+    noise_std: float = 0.1,
     missing_rate: float = 0.1,
     test_instance_fraction: float = 0.3,
     n_test_times: int = 4,
@@ -104,8 +104,8 @@ def make_gp_synthetic(
         Standard deviation of the per-row latent white noise (>= 0).
         Default 0.05.
     noise_std : float, optional
-        Standard deviation of the Gaussian observation noise (>= 0).
-        Default 0.05.
+        Standard deviation of the Gaussian observation noise (>= 0); the clean
+        outputs have unit variance. Default 0.1.
     missing_rate : float, optional
         Probability that an entry is unobserved (MCAR), in ``[0, 1)``.
         Default 0.1.
@@ -167,7 +167,10 @@ def make_gp_synthetic(
     - The decoder has orthogonal weights (Haar, gain 1), biases drawn from
       ``N(0, 0.1^2)``, leaky ReLU 0.2 after each hidden layer
       ``L -> 32 -> 64`` and a linear output ``64 -> D``, as in
-      :func:`~pyro_lmmvae.datasets.synthetic.make_synthetic`.
+      :func:`~pyro_lmmvae.datasets.synthetic.make_synthetic`; the output layer
+      is then rescaled so that every output of ``g^*(z)`` has mean 0 and
+      variance 1 over the generated rows (signal-to-noise ratio
+      ``1 / noise_std^2`` per entry).
     - A row whose entries are all drawn missing gets one entry, chosen
       uniformly, forced to be observed.
     """
@@ -245,6 +248,14 @@ def make_gp_synthetic(
         truth[f"decoder_W{k}"] = _orthogonal(rng, n_out, n_in)
         truth[f"decoder_b{k}"] = rng.normal(0.0, DECODER_BIAS_STD, size=n_out)
 
+    # Standardise the output layer: every output of g*(z) has mean 0 and variance 1 over the rows,
+    # so that noise_std sets the signal-to-noise ratio (1 / noise_std^2) whatever D and L are.
+    last = len(widths) - 2
+    raw = synthetic_decoder(z, truth)
+    centre, spread = raw.mean(0), raw.std(0)
+    spread = np.where(spread > 0, spread, 1.0)
+    truth[f"decoder_W{last}"] = truth[f"decoder_W{last}"] / spread[:, None]
+    truth[f"decoder_b{last}"] = (truth[f"decoder_b{last}"] - centre) / spread
     y_clean = synthetic_decoder(z, truth)
     y_true = y_clean + rng.normal(0.0, 1.0, size=y_clean.shape) * noise_std
 
