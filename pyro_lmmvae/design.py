@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from formulae import design_matrices, model_description
+from formulae.categorical import ENCODINGS
 
 from pyro_lmmvae.bases import basis_labels, basis_namespace, check_basis_arguments
 
@@ -143,6 +144,8 @@ class Design:
                 f"{self.group_factor!r}; the random effects must be grouped by the instance"
             )
         self.instance = instance if instance is not None else self.group_factor
+        # names of formulae's contrasts (C(sex, Treatment)) are arguments, not data columns
+        self._variables = {v for v in self._variables if v in data.columns or v not in ENCODINGS}
         columns = sorted(self._variables | ({self.instance} if self.instance else set()))
         self._check_columns(data, columns)
         self._check_finite(data)

@@ -107,3 +107,11 @@ def test_unseen_factor_level_named(frame):
     new["icu"] = "z"
     with pytest.raises(ValueError, match="'icu'.*'z'"):
         d.transform(new)
+
+
+def test_contrast_names_are_not_data_columns():
+    frame = pd.DataFrame({"sex": ["f", "m", "f", "m"], "x": [1.0, 2.0, 3.0, 4.0]})
+    design = Design("~ 1 + C(sex, Treatment) + x", frame)
+    assert design.fixed_terms == ("Intercept", "C(sex, Treatment)[m]", "x")
+    with pytest.raises(KeyError, match=r"\['sex'\] not found"):
+        design.transform(frame.drop(columns="sex"))
