@@ -51,10 +51,18 @@ def r_squared(learned: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(1.0 - residual / ((truth - truth.mean(0)) ** 2).sum(0)))
 
 
-def run(seeds: int, epochs: int, frequencies: list[int]) -> list[dict]:
+def run(
+    seeds: int, epochs: int, frequencies: list[int], n_instances: int, n_times: int
+) -> list[dict]:
     rows = []
     for seed in range(seeds):
-        ds = make_gp_synthetic(kernel=KERNEL, seed=seed)
+        ds = make_gp_synthetic(
+            n_instances=n_instances,
+            n_times=n_times,
+            n_test_times=min(4, n_times - 2),
+            kernel=KERNEL,
+            seed=seed,
+        )
         train, test = ds.split("train"), ds.split("test")
         grid = pd.DataFrame({"t": ds.truth["grid_t"], "id": "unseen"})
         for m in frequencies:
@@ -110,14 +118,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--frequencies", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--instances", type=int, default=60, help="instances per dataset")
+    parser.add_argument("--times", type=int, default=20, help="time points per instance")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/basis_sweep.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    rows = run(args.seeds, args.epochs, args.frequencies)
+    rows = run(args.seeds, args.epochs, args.frequencies, args.instances, args.times)
     result = {
         "command": "python benchmarks/basis_sweep.py "
-        f"--seeds {args.seeds} --epochs {args.epochs} --threads {args.threads}",
+        f"--seeds {args.seeds} --epochs {args.epochs} --threads {args.threads} "
+        f"--instances {args.instances} --times {args.times}",
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
         "total_seconds": time.perf_counter() - start,
         "rows": rows,

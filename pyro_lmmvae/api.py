@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pyro.distributions as dist
 import torch
+import xarray as xr
 from torch import nn
 
-from pyro_lmmvae import metrics
+from pyro_lmmvae import inspection, metrics
 from pyro_lmmvae.data import (
     Batch,
     InstanceBatcher,
@@ -627,6 +628,51 @@ class LMMVAE:
                 "latent_dim": self.latent_dim,
             },
         )
+
+    def prior_kernel(
+        self, term: str, t, t_prime=None, *, effect: str | None = None, latent: int | None = None
+    ) -> np.ndarray:
+        """The prior covariance ``φ(t)ᵀ Λ φ(t')`` that one basis term implies.
+
+        Parameters
+        ----------
+        term : str
+            A formula term holding a basis, e.g. ``"fourier(age, 4)"``.
+        t, t_prime : array_like
+            Raw covariate values, (n,) and (n',); ``t_prime`` defaults to ``t``.
+        effect : {"fixed", "random"}, optional
+            Effect matrix of a term that is both fixed and random (the fixed one by default).
+        latent : int, optional
+            Latent dimension, needed only if the prior differs between them.
+
+        Returns
+        -------
+        numpy.ndarray, (n, n')
+            See :func:`pyro_lmmvae.inspection.prior_kernel` for details and errors.
+        """
+        return inspection.prior_kernel(self, term, t, t_prime, effect=effect, latent=latent)
+
+    def latent_trajectories(
+        self, grid: pd.DataFrame, *, num_draws: int = 20, seed: int = 0
+    ) -> xr.Dataset:
+        """Prior and posterior trajectories of ``eta = A_f x + u_p w`` over a grid's rows.
+
+        Parameters
+        ----------
+        grid : pandas.DataFrame
+            Covariates of the points, optionally with the instance column (seen instances use
+            their random effects; unseen or missing ones give the population curve).
+        num_draws : int, default 20
+            Draws from the posterior and from the prior.
+        seed : int, default 0
+            Seed of the draws (the global RNG state is left unchanged).
+
+        Returns
+        -------
+        xarray.Dataset
+            See :func:`pyro_lmmvae.inspection.latent_trajectories` for variables and coords.
+        """
+        return inspection.latent_trajectories(self, grid, num_draws=num_draws, seed=seed)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:

@@ -34,6 +34,7 @@ import torch
 from pyro_lmmvae.design import Design
 from pyro_lmmvae.guides import MeanFieldEffects
 from pyro_lmmvae.models import MixedEffects, PointEffects
+from pyro_lmmvae.priors import is_hierarchical
 
 
 def effects_inference_data(
@@ -142,19 +143,34 @@ def _prior_draws(
     num_draws: int,
     seed: int,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Draws from p(A_f), p(u_p) shaped like the posterior draws, and each entry's prior sd."""
+    """Draws from p(A_f), p(u_p) shaped like the posterior draws, and each entry's prior sd.
+
+    A hierarchical prior (one that samples hyper-parameters) is run once per draw, and its sd is
+    then the sd of the draws (its marginal has no closed form here).
+    """
     draws: dict[str, np.ndarray] = {}
     sd: dict[str, np.ndarray] = {}
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(seed + 1)
-        if "fixed_effects" in posterior:
-            p = prior_effects.fixed_prior((estimates.latent_dim, estimates.n_fixed))
-            draws["fixed_effects"] = p.sample((num_draws,)).cpu().numpy()[None]
-            sd["fixed_prior_sd"] = p.stddev.cpu().numpy()
-        if "random_effects" in posterior:
-            n_groups = posterior["random_effects"].shape[3]
-            p = prior_effects.random_prior((n_groups, estimates.latent_dim, estimates.n_random))
+    L = estimates.latent_dim
+    specs = []
+    if "fixed_effects" in posterior:
+        specs.append(("fixed_effects", "fixed_prior", (L, estimates.n_fixed)))
+    if "random_effects" in posterior:
+        n_groups = posterior["random_effects"].shape[3]
+        specs.append(("random_effects", "random_prior", (n_groups, L, estimates.n_random)))
+    for site, name, shape in specs:
+        prior = getattr(prior_effects, name)
+        hierarchical = is_hierarchical(prior, shape)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed + 1)
+            if hierarchical:
+                values = torch.stack([prior(shape).sample() for _ in range(num_draws)])
+                stddev = values.std(0)
+            else:
+                p = prior(shape)
+                values, stddev = p.sample((num_draws,)), p.stddev
+        if site == "random_effects":
             # (draw, group, latent, term) -> (draw, latent, group, term), as in the posterior
-            draws["random_effects"] = p.sample((num_draws,)).permute(0, 2, 1, 3).cpu().numpy()[None]
-            sd["random_prior_sd"] = p.stddev[0].cpu().numpy()
+            values, stddev = values.permute(0, 2, 1, 3), stddev[0]
+        draws[site] = values.cpu().numpy()[None]
+        sd[f"{name}_sd"] = stddev.cpu().numpy()
     return draws, sd

@@ -24,9 +24,11 @@ import inspect
 
 import pyro.distributions as dist
 import torch
+from pyro import poutine
 from pyro.distributions import constraints
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 from pyro.nn import PyroParam
+from pyro.poutine.util import site_is_subsample
 
 from .pyro_module import LocalPyroModule
 from .spectral import KERNEL_NAMES
@@ -132,6 +134,22 @@ class LearnedScaleNormal(EffectPrior):
 
     def describe(self) -> str:
         return f"Normal(0, learned scale={float(self.scale.detach()):.4g})"
+
+
+def is_hierarchical(prior: EffectPrior, shape: tuple[int, ...]) -> bool:
+    """Whether ``prior(shape)`` samples Pyro sites of its own (hyper-parameters).
+
+    The marginal of such a prior is a mixture: draws need one hyper-parameter draw each, and its
+    moments are not those of the conditional distribution it returns. The check runs the prior
+    once under a forked RNG, so it leaves the random state alone.
+    """
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda), torch.no_grad():
+        trace = poutine.trace(prior).get_trace(tuple(shape))
+    return any(
+        site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+        for site in trace.nodes.values()
+    )
 
 
 def _short(value: torch.Tensor) -> str:

@@ -24,3 +24,7 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     assert list(namespace["summary"].columns[:2]) == ["mean", "sd"]
     assert namespace["Y_ctx"].shape == (len(namespace["future"]), namespace["train"].y.shape[1])
     assert namespace["gsnn"].design.formula.endswith("+ (1 | id)")
+    assert namespace["K"].shape == (50, 50)
+    assert namespace["traj"]["posterior_mean"].shape == (50, 2)
+    assert '"learned": "variance"' in namespace["hyper"]
+    assert "fourier(t, 4)" in namespace["lvae"].design.formula
