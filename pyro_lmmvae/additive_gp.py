@@ -91,7 +91,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from pyro_lmmvae.spectral import KERNEL_NAMES, Kernel
+from pyro_lmmvae.spectral import KERNEL_NAMES, Kernel, positive_float, positive_int
 from pyro_lmmvae.spectral_priors import SpectralPrior
 
 __all__ = [
@@ -433,12 +433,12 @@ def additive_gp(
     if data[instance].isna().any():
         raise ValueError(f"instance column {instance!r} has missing values")
     defaults = _Defaults(
-        n_frequencies=_positive_int("n_frequencies", n_frequencies),
+        n_frequencies=positive_int("n_frequencies", n_frequencies),
         kernel=_check_kernel("kernel", kernel),
-        variance=_positive_float("variance", variance),
-        lengthscale=None if lengthscale is None else _positive_float("lengthscale", lengthscale),
+        variance=positive_float("variance", variance),
+        lengthscale=None if lengthscale is None else positive_float("lengthscale", lengthscale),
     )
-    scale = _positive_float("scale", scale)
+    scale = positive_float("scale", scale)
     if isinstance(components, Component):
         components = [components]
     resolved: list[Component] = []
@@ -545,7 +545,7 @@ def _resolve(comp: Component, data: pd.DataFrame, instance: str, d: _Defaults) -
         raise ValueError(f"{where}: a column cannot interact with itself")
     t = data[comp.covariate]
     _check_continuous(t, comp.covariate, where)
-    n_freq = _positive_int(
+    n_freq = positive_int(
         f"{where}: n_frequencies",
         d.n_frequencies if comp.n_frequencies is None else comp.n_frequencies,
     )
@@ -678,7 +678,7 @@ def _resolve_kernel(
     comp: Component, t: pd.Series, d: _Defaults, where: str
 ) -> tuple[Kernel, float, bool]:
     spec = _check_kernel(f"{where}: kernel", d.kernel if comp.kernel is None else comp.kernel)
-    period = None if comp.period is None else _positive_float(f"{where}: period", comp.period)
+    period = None if comp.period is None else positive_float(f"{where}: period", comp.period)
     explicit = period is not None
     if isinstance(spec, Kernel):
         if comp.variance is not None or comp.lengthscale is not None:
@@ -698,7 +698,7 @@ def _resolve_kernel(
             explicit,
         )
     variance = d.variance if comp.variance is None else comp.variance
-    variance = _positive_float(f"{where}: variance", variance)
+    variance = positive_float(f"{where}: variance", variance)
     ell = comp.lengthscale if comp.lengthscale is not None else d.lengthscale
     if spec == "periodic":
         if period is None:
@@ -706,11 +706,11 @@ def _resolve_kernel(
                 f"{where}: the periodic kernel needs the period of {comp.covariate!r}: pass "
                 "period= (e.g. 360 for angles in degrees)"
             )
-        ell = 1.0 if ell is None else _positive_float(f"{where}: lengthscale", ell)
+        ell = 1.0 if ell is None else positive_float(f"{where}: lengthscale", ell)
         return Kernel("periodic", variance, ell, period=period), period, True
     if period is None:
         period = _default_period(t, comp.covariate, where)
-    ell = period / 8.0 if ell is None else _positive_float(f"{where}: lengthscale", ell)
+    ell = period / 8.0 if ell is None else positive_float(f"{where}: lengthscale", ell)
     return Kernel(spec, variance, ell), period, explicit
 
 
@@ -729,19 +729,3 @@ def _check_kernel(what: str, kernel) -> KernelSpec:
     if isinstance(kernel, Kernel) or (isinstance(kernel, str) and kernel in KERNEL_NAMES):
         return kernel
     raise ValueError(f"{what} must be a Kernel or one of {KERNEL_NAMES}, got {kernel!r}")
-
-
-def _positive_int(what: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{what} must be a positive integer (>= 1), got {value!r}")
-    return int(value)
-
-
-def _positive_float(what: str, value) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        out = math.nan
-    if isinstance(value, bool) or not (math.isfinite(out) and out > 0):
-        raise ValueError(f"{what} must be a finite positive number, got {value!r}")
-    return out

@@ -38,7 +38,13 @@ from typing import ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from pyro_lmmvae.spectral import KERNEL_NAMES, Kernel, fourier_features
+from pyro_lmmvae.spectral import (
+    KERNEL_NAMES,
+    Kernel,
+    fourier_features,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["BASIS_NAMES", "BasisColumn", "FourierBasis", "RandomFourierBasis", "basis_namespace"]
 
@@ -130,22 +136,6 @@ class _Basis:
         return fourier_features(np.asarray(t, dtype=np.float64), self.omegas)
 
 
-def _positive_int(where: str, name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{where}: {name} must be a positive integer (>= 1), got {value!r}")
-    return int(value)
-
-
-def _positive_float(where: str, name: str, value) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        out = math.nan
-    if isinstance(value, bool) or not (math.isfinite(out) and out > 0):
-        raise ValueError(f"{where}: {name} must be a finite positive number, got {value!r}")
-    return out
-
-
 class FourierBasis(_Basis):
     """``fourier(t, n, period=None)``: regular frequencies ``ω_m = 2πm/T``, ``m = 1..n``."""
 
@@ -156,7 +146,7 @@ class FourierBasis(_Basis):
         values = self._raw_values(t, n)
         if self.omegas is None:
             where = f"fourier({self.covariate}, {n!r})"
-            n = _positive_int(where, "n", n)
+            n = positive_int(f"{where}: n", n)
             if period is None:
                 span = float(values.max() - values.min()) if values.size else 0.0
                 if not span > 0:
@@ -165,7 +155,7 @@ class FourierBasis(_Basis):
                         "data, so the default period 2 (t_max - t_min) is zero; pass period="
                     )
                 period = 2.0 * span
-            self.period = _positive_float(where, "period", period)
+            self.period = positive_float(f"{where}: period", period)
             self.omegas = 2.0 * np.pi * np.arange(1, n + 1, dtype=np.float64) / self.period
         return fourier_features(values, self.omegas)
 
@@ -180,8 +170,8 @@ class RandomFourierBasis(_Basis):
         values = self._raw_values(t, n)
         if self.omegas is None:
             where = f"rff({self.covariate}, {n!r})"
-            n = _positive_int(where, "n", n)
-            lengthscale = _positive_float(where, "lengthscale", lengthscale)
+            n = positive_int(f"{where}: n", n)
+            lengthscale = positive_float(f"{where}: lengthscale", lengthscale)
             if kernel not in KERNEL_NAMES or kernel == "periodic":
                 raise ValueError(
                     f"{where}: kernel must be one of {[k for k in KERNEL_NAMES if k != 'periodic']}"

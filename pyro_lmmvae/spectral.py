@@ -64,7 +64,7 @@ _MATERN_NU: dict[str, float] = {"matern12": 0.5, "matern32": 1.5, "matern52": 2.
 # --------------------------------------------------------------------------------------------
 
 
-def _positive_float(name: str, value: object) -> float:
+def positive_float(name: str, value: object) -> float:
     """Return ``value`` as a finite, strictly positive float or raise a ValueError naming it."""
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a finite positive number, got {value!r}")
@@ -77,7 +77,7 @@ def _positive_float(name: str, value: object) -> float:
     return out
 
 
-def _positive_int(name: str, value: object) -> int:
+def positive_int(name: str, value: object) -> int:
     """Return ``value`` as an int >= 1 or raise a ValueError naming it (floats are rejected)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -139,12 +139,12 @@ class Kernel:
     def __post_init__(self) -> None:
         if self.name not in KERNEL_NAMES:
             raise ValueError(f"kernel name must be one of {KERNEL_NAMES}, got {self.name!r}")
-        object.__setattr__(self, "variance", _positive_float("variance", self.variance))
-        object.__setattr__(self, "lengthscale", _positive_float("lengthscale", self.lengthscale))
+        object.__setattr__(self, "variance", positive_float("variance", self.variance))
+        object.__setattr__(self, "lengthscale", positive_float("lengthscale", self.lengthscale))
         if self.name == "periodic":
             if self.period is None:
                 raise ValueError("period is required for the periodic kernel")
-            object.__setattr__(self, "period", _positive_float("period", self.period))
+            object.__setattr__(self, "period", positive_float("period", self.period))
         elif self.period is not None:
             raise ValueError(
                 f"period is only used by the periodic kernel, got period={self.period!r} "
@@ -250,7 +250,7 @@ class Kernel:
                 "the periodic kernel has no random-frequency sampler (discrete spectrum); "
                 "use regular harmonics (regular_frequencies / regular_grid_scaling)"
             )
-        n = _positive_int("n", n)
+        n = positive_int("n", n)
         rng = np.random.default_rng(seed)
         if self.name == "se":
             return rng.normal(0.0, 1.0 / self.lengthscale, size=n)
@@ -361,8 +361,8 @@ def regular_frequencies(n: int, period: float) -> np.ndarray:
     numpy.ndarray
         Shape ``(n,)``, float64.
     """
-    n = _positive_int("n", n)
-    period = _positive_float("period", period)
+    n = positive_int("n", n)
+    period = positive_float("period", period)
     return 2.0 * np.pi * np.arange(1, n + 1, dtype=np.float64) / period
 
 
@@ -495,11 +495,11 @@ def regular_grid_scaling(kernel: Kernel, n: int, period: float | None = None) ->
     -------
     BasisScaling
     """
-    n = _positive_int("n", n)
+    n = positive_int("n", n)
     if kernel.name == "periodic":
         assert kernel.period is not None
         if period is not None:
-            period = _positive_float("period", period)
+            period = positive_float("period", period)
             if not math.isclose(period, kernel.period, rel_tol=1e-12, abs_tol=0.0):
                 raise ValueError(
                     f"period={period!r} differs from the periodic kernel's own period "
@@ -514,7 +514,7 @@ def regular_grid_scaling(kernel: Kernel, n: int, period: float | None = None) ->
             raise ValueError(
                 f"period is required for the {kernel.name!r} kernel (see default_period)"
             )
-        period = _positive_float("period", period)
+        period = positive_float("period", period)
         omegas = regular_frequencies(n, period)
         d_omega = 2.0 * np.pi / period
         lam = 2.0 * kernel.spectral_density(omegas) * d_omega

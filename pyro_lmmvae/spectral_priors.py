@@ -36,7 +36,13 @@ from pyro.nn import PyroParam
 
 from pyro_lmmvae.bases import BasisColumn
 from pyro_lmmvae.priors import EffectPrior
-from pyro_lmmvae.spectral import KERNEL_NAMES, Kernel, periodic_weights, spectral_density
+from pyro_lmmvae.spectral import (
+    KERNEL_NAMES,
+    Kernel,
+    periodic_weights,
+    positive_float,
+    spectral_density,
+)
 
 __all__ = ["SpectralPrior"]
 
@@ -99,21 +105,15 @@ class SpectralPrior(EffectPrior):
     ) -> None:
         super().__init__()
         self.kernel = self._check_kernel(kernel, "kernel")
-        if not (isinstance(variance, (int, float)) and math.isfinite(variance) and variance > 0):
-            raise ValueError(f"variance must be a finite positive number, got {variance!r}")
-        if lengthscale is not None and not (
-            isinstance(lengthscale, (int, float)) and math.isfinite(lengthscale) and lengthscale > 0
-        ):
-            raise ValueError(f"lengthscale must be a finite positive number, got {lengthscale!r}")
-        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-            raise ValueError(f"scale must be a finite positive number, got {scale!r}")
-        self.variance_init = float(variance)
-        self.lengthscale_init = None if lengthscale is None else float(lengthscale)
+        self.variance_init = positive_float("variance", variance)
+        self.lengthscale_init = (
+            None if lengthscale is None else positive_float("lengthscale", lengthscale)
+        )
         self.learn = _learn_set(learn)
         self.terms = {
             _norm(k): self._check_kernel(v, f"terms[{k!r}]") for k, v in (terms or {}).items()
         }
-        self.scale = float(scale)
+        self.scale = positive_float("scale", scale)
         self.columns: tuple[BasisColumn | None, ...] | None = None
         self.term_names: tuple[str, ...] = ()
         self._term_kernels: tuple[str, ...] = ()

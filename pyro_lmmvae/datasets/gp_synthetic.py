@@ -36,12 +36,13 @@ import pandas as pd
 from ..spectral import Kernel
 from .base import LongitudinalDataset
 from .synthetic import (
-    DECODER_BIAS_STD,
     HIDDEN_WIDTHS,
     _check_int,
     _check_rate,
     _check_scale,
-    _orthogonal,
+    future_split,
+    observe,
+    random_decoder,
     synthetic_decoder,
 )
 
@@ -241,41 +242,20 @@ def make_gp_synthetic(
     eps = rng.normal(0.0, latent_noise_std, size=(n_rows, latent_dim))
     z = population_z[grid_index] + intercepts[inst] + eps
 
-    # Fixed random decoder, built as in make_synthetic.
-    widths = (latent_dim, *HIDDEN_WIDTHS, obs_dim)
-    truth: dict[str, np.ndarray] = {}
-    for k, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-        truth[f"decoder_W{k}"] = _orthogonal(rng, n_out, n_in)
-        truth[f"decoder_b{k}"] = rng.normal(0.0, DECODER_BIAS_STD, size=n_out)
-
-    # Standardise the output layer: every output of g*(z) has mean 0 and variance 1 over the rows,
-    # so that noise_std sets the signal-to-noise ratio (1 / noise_std^2) whatever D and L are.
-    last = len(widths) - 2
+    # Fixed random decoder, built as in make_synthetic, with its output layer standardised:
+    # every output of g*(z) has mean 0 and variance 1 over the rows, so that noise_std sets the
+    # signal-to-noise ratio (1 / noise_std^2) whatever D and L are.
+    truth = random_decoder(rng, latent_dim, obs_dim)
+    last = len(HIDDEN_WIDTHS)
     raw = synthetic_decoder(z, truth)
     centre, spread = raw.mean(0), raw.std(0)
     spread = np.where(spread > 0, spread, 1.0)
     truth[f"decoder_W{last}"] = truth[f"decoder_W{last}"] / spread[:, None]
     truth[f"decoder_b{last}"] = (truth[f"decoder_b{last}"] - centre) / spread
-    y_clean = synthetic_decoder(z, truth)
-    y_true = y_clean + rng.normal(0.0, 1.0, size=y_clean.shape) * noise_std
-
-    # Missing completely at random, with at least one observed entry per row.
-    mask = rng.random((n_rows, obs_dim)) >= missing_rate
-    empty = np.flatnonzero(~mask.any(axis=1))
-    if empty.size:
-        mask[empty, rng.integers(0, obs_dim, size=empty.size)] = True
-    y = np.where(mask, y_true, 0.0)
-
-    # Split: last n_test_times rows of a random subset of instances -> test; the rest
-    # split at random into train/val.
-    n_test_inst = round(test_instance_fraction * n_instances)
-    test_inst = rng.permutation(n_instances)[:n_test_inst]
-    is_test = np.isin(inst, test_inst) & (time_rank >= n_times - n_test_times)
-    split = np.full(n_rows, "train", dtype=object)
-    split[is_test] = "test"
-    rest = np.flatnonzero(~is_test)
-    n_val = round(val_fraction * rest.size)
-    split[rng.permutation(rest)[:n_val]] = "val"
+    y, y_true, mask = observe(rng, synthetic_decoder(z, truth), noise_std, missing_rate)
+    split = future_split(
+        rng, inst, time_rank, n_times, n_test_times, test_instance_fraction, val_fraction
+    )
 
     data = pd.DataFrame({"id": labels[inst], "t": t, "split": split.astype(str)})
 

@@ -101,6 +101,65 @@ def _decoder_layers(truth: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray, n
     return layers
 
 
+def random_decoder(
+    rng: np.random.Generator, latent_dim: int, obs_dim: int
+) -> dict[str, np.ndarray]:
+    """Weights of a random MLP ``L* -> 32 -> 64 -> D``: orthogonal, biases ``N(0, 0.1²)``.
+
+    Returns the ``decoder_W{k}``, ``decoder_b{k}`` entries of a truth dict (PyTorch layout).
+    """
+    widths = (latent_dim, *HIDDEN_WIDTHS, obs_dim)
+    truth: dict[str, np.ndarray] = {}
+    for k, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        truth[f"decoder_W{k}"] = _orthogonal(rng, n_out, n_in)
+        truth[f"decoder_b{k}"] = rng.normal(0.0, DECODER_BIAS_STD, size=n_out)
+    return truth
+
+
+def observe(
+    rng: np.random.Generator, y_clean: np.ndarray, noise_std: float, missing_rate: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gaussian noise and an MCAR mask with at least one observed entry per row.
+
+    Returns ``(y, y_true, mask)`` with ``y`` zero where unobserved.
+    """
+    n_rows, obs_dim = y_clean.shape
+    y_true = y_clean + rng.normal(0.0, 1.0, size=y_clean.shape) * noise_std
+    mask = rng.random((n_rows, obs_dim)) >= missing_rate
+    empty = np.flatnonzero(~mask.any(axis=1))
+    if empty.size:
+        mask[empty, rng.integers(0, obs_dim, size=empty.size)] = True
+    return np.where(mask, y_true, 0.0), y_true, mask
+
+
+def future_split(
+    rng: np.random.Generator,
+    inst: np.ndarray,
+    time_rank: np.ndarray,
+    n_times: int,
+    n_test_times: int,
+    test_instance_fraction: float,
+    val_fraction: float,
+) -> np.ndarray:
+    """Last ``n_test_times`` rows of a random subset of instances -> "test"; the rest -> train/val.
+
+    Parameters
+    ----------
+    inst, time_rank : numpy.ndarray
+        Each row's instance index and its time rank within the instance, (N,).
+    """
+    n_instances = int(inst.max()) + 1
+    n_test_inst = round(test_instance_fraction * n_instances)
+    test_inst = rng.permutation(n_instances)[:n_test_inst]
+    is_test = np.isin(inst, test_inst) & (time_rank >= n_times - n_test_times)
+    split = np.full(inst.size, "train", dtype=object)
+    split[is_test] = "test"
+    rest = np.flatnonzero(~is_test)
+    n_val = round(val_fraction * rest.size)
+    split[rng.permutation(rest)[:n_val]] = "val"
+    return split
+
+
 def synthetic_decoder(z: Any, truth: Mapping[str, np.ndarray]) -> np.ndarray:
     """Apply the true decoder ``g^*`` stored in a synthetic dataset's truth.
 
@@ -282,32 +341,11 @@ def make_synthetic(
     z = x @ fixed.T + np.einsum("nlk,nk->nl", random[inst], w) + eps
 
     # Fixed random decoder.
-    widths = (latent_dim, *HIDDEN_WIDTHS, obs_dim)
-    truth: dict[str, np.ndarray] = {}
-    for k, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-        truth[f"decoder_W{k}"] = _orthogonal(rng, n_out, n_in)
-        truth[f"decoder_b{k}"] = rng.normal(0.0, DECODER_BIAS_STD, size=n_out)
-
-    y_clean = synthetic_decoder(z, truth)
-    y_true = y_clean + rng.normal(0.0, 1.0, size=y_clean.shape) * noise_std
-
-    # Missing completely at random, with at least one observed entry per row.
-    mask = rng.random((n_rows, obs_dim)) >= missing_rate
-    empty = np.flatnonzero(~mask.any(axis=1))
-    if empty.size:
-        mask[empty, rng.integers(0, obs_dim, size=empty.size)] = True
-    y = np.where(mask, y_true, 0.0)
-
-    # Split: last n_test_times of a random subset of instances -> test; the rest
-    # split at random into train/val.
-    n_test_inst = round(test_instance_fraction * n_instances)
-    test_inst = rng.permutation(n_instances)[:n_test_inst]
-    is_test = np.isin(inst, test_inst) & (time_index >= n_times - n_test_times)
-    split = np.full(n_rows, "train", dtype=object)
-    split[is_test] = "test"
-    rest = np.flatnonzero(~is_test)
-    n_val = round(val_fraction * rest.size)
-    split[rng.permutation(rest)[:n_val]] = "val"
+    truth = random_decoder(rng, latent_dim, obs_dim)
+    y, y_true, mask = observe(rng, synthetic_decoder(z, truth), noise_std, missing_rate)
+    split = future_split(
+        rng, inst, time_index, n_times, n_test_times, test_instance_fraction, val_fraction
+    )
 
     data = pd.DataFrame(
         {
