@@ -24,10 +24,16 @@ import numpy as np
 import pandas as pd
 from formulae import design_matrices, model_description
 from formulae.categorical import ENCODINGS
+from formulae.parser import ParseError
 
 from pyro_lmmvae.bases import basis_labels, basis_namespace, check_basis_arguments
 
 UnseenPolicy = Literal["error", "prior"]
+_NUMBER_HINT = (
+    "formulae reads numbers in plain decimal notation only: write 10.0 rather than '10.' and "
+    "keep values above about 1e-4 (it prints smaller ones as 1e-05 and cannot read them back); "
+    "rescale the column instead"
+)
 _EMPTY_FORMULAS = {"", "0", "-1", "0 +", "+ 0"}
 
 
@@ -175,7 +181,8 @@ class Design:
         try:
             desc = model_description(self._rhs)
         except Exception as err:  # formulae raises several parser error types
-            raise ValueError(f"cannot parse formula {self.formula!r}: {err}") from err
+            hint = f"; {_NUMBER_HINT}" if isinstance(err, ParseError) else ""
+            raise ValueError(f"cannot parse formula {self.formula!r}: {err}{hint}") from err
         check_basis_arguments(desc, self.formula)
         factors = {str(term.factor.name) for term in desc.group_terms}
         if len(factors) > 1:
@@ -289,6 +296,11 @@ class Design:
             return None
         try:
             return design_matrices(rhs, frame, na_action="error", extra_namespace=namespace).common
+        except ParseError as err:  # formulae re-prints small floats as 1e-05, which it rejects
+            raise ValueError(
+                f"formula {self.formula!r}: formulae cannot re-read the terms {rhs!r} ({err}); "
+                f"{_NUMBER_HINT}"
+            ) from err
         except ValueError as err:
             raise ValueError(f"formula {self.formula!r}: {err}") from err
 

@@ -148,6 +148,8 @@ def test_rff_frequencies_are_seeded_kernel_draws(frame):
         ("~ 1 + (1 + fourier(sex, 2) | id)", r"column 'sex' is categorical"),
         ("~ fourier(age / 12, 2)", r"first argument of fourier\(age / 12, 2\) must be a column"),
         ("~ fourier(age, 2):fourier(angle, 2)", r"a term may hold one basis"),
+        ("~ fourier(age, 2, period=0.00001)", r"plain decimal notation"),
+        ("~ rff(age, 2, lengthscale=10.)", r"plain decimal notation"),
     ],
 )
 def test_bad_basis_arguments_fail_before_training(frame, formula, message):
