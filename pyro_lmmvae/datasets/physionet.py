@@ -1,0 +1,443 @@
+"""PhysioNet/CinC Challenge 2012 ICU time series (spec section 7, "PhysioNet 2012, set A").
+
+Each record of ``set-<x>.tar.gz`` is a CSV file ``set-<x>/<RecordID>.txt`` with the header
+``Time,Parameter,Value``; ``Time`` is ``HH:MM`` elapsed since ICU admission (00:00 to 48:00).
+The general descriptors RecordID, Age, Gender, Height and ICUType sit at 00:00; the other
+37 parameter names (:data:`VARIABLES`, Weight included) are the time-varying outcomes.
+
+:func:`load_physionet` reads the records straight from the archive (nothing is extracted to
+disk), bins every variable into hourly bins, keeps one row per observed hour, merges the
+in-hospital death outcome of ``Outcomes-<x>.txt`` and builds the train/val/test split.
+"""
+
+from __future__ import annotations
+
+import numbers
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .base import LongitudinalDataset
+
+__all__ = ["DESCRIPTORS", "N_HOURS", "VARIABLES", "load_physionet"]
+
+VARIABLES: tuple[str, ...] = (
+    "ALP",
+    "ALT",
+    "AST",
+    "Albumin",
+    "BUN",
+    "Bilirubin",
+    "Cholesterol",
+    "Creatinine",
+    "DiasABP",
+    "FiO2",
+    "GCS",
+    "Glucose",
+    "HCO3",
+    "HCT",
+    "HR",
+    "K",
+    "Lactate",
+    "MAP",
+    "MechVent",
+    "Mg",
+    "NIDiasABP",
+    "NIMAP",
+    "NISysABP",
+    "Na",
+    "PaCO2",
+    "PaO2",
+    "Platelets",
+    "RespRate",
+    "SaO2",
+    "SysABP",
+    "Temp",
+    "TroponinI",
+    "TroponinT",
+    "Urine",
+    "WBC",
+    "Weight",
+    "pH",
+)
+"""The 37 time-varying variables, in the column order of ``y`` (ASCII order of the names)."""
+
+DESCRIPTORS: tuple[str, ...] = ("RecordID", "Age", "Gender", "Height", "ICUType")
+"""Static descriptors; they are covariates (or unused: Height), never outcome columns."""
+
+N_HOURS = 48
+"""Number of hourly bins; the final timestamp 48:00 is merged into bin 47."""
+
+HEADER = "Time,Parameter,Value"
+MISSING_CODE = -1.0
+ICU_TYPES: tuple[str, ...] = ("1", "2", "3", "4")
+
+_VARIABLE_INDEX = {name: j for j, name in enumerate(VARIABLES)}
+_TEMP = _VARIABLE_INDEX["Temp"]
+
+
+# ---------------------------------------------------------------------- argument checks
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_rate(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number in [0, 1), got {value!r}")
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return value
+
+
+def _check_split_hour(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"split_hour must be a real number in (0, {N_HOURS - 1}], got {value!r}")
+    value = float(value)
+    if not 0.0 < value <= N_HOURS - 1:
+        raise ValueError(f"split_hour must be in (0, {N_HOURS - 1}], got {value}")
+    return value
+
+
+# ---------------------------------------------------------------------- parsing
+class _Record:
+    """One parsed patient: descriptors plus the hourly sums/counts of every variable."""
+
+    __slots__ = ("age", "counts", "gender", "icu_type", "record_id", "sums")
+
+    def __init__(self, record_id, age, gender, icu_type, sums, counts):
+        self.record_id = record_id
+        self.age = age
+        self.gender = gender
+        self.icu_type = icu_type
+        self.sums = sums
+        self.counts = counts
+
+
+def _parse_minutes(text: str, where: str) -> int:
+    hours, sep, minutes = text.partition(":")
+    if not sep or not hours.isdigit() or not minutes.isdigit() or len(minutes) != 2:
+        raise ValueError(f"{where}: malformed time {text!r}; expected HH:MM")
+    total = int(hours) * 60 + int(minutes)
+    if int(minutes) >= 60 or total > N_HOURS * 60:
+        raise ValueError(f"{where}: time {text!r} is outside 00:00..{N_HOURS}:00")
+    return total
+
+
+def _parse_record(name: str, text: str) -> _Record:
+    """Parse one record file; raises ValueError naming ``name`` and the line on bad input."""
+    lines = text.splitlines()
+    if not lines or lines[0].strip().lstrip("\ufeff") != HEADER:
+        first = lines[0] if lines else ""
+        raise ValueError(f"{name}, line 1: expected header {HEADER!r}, got {first!r}")
+    bin_cache: dict[str, int] = {}
+    keys: list[int] = []
+    values: list[float] = []
+    descriptors: dict[str, float] = {}
+    n_var = len(VARIABLES)
+    for lineno, line in enumerate(lines[1:], start=2):
+        line = line.strip()
+        if not line:
+            continue
+        fields = line.split(",")
+        if len(fields) != 3:
+            raise ValueError(
+                f"{name}, line {lineno}: expected 3 comma-separated fields "
+                f"(Time,Parameter,Value), got {line!r}"
+            )
+        time_text, param, value_text = fields
+        try:
+            value = float(value_text)
+        except ValueError:
+            raise ValueError(
+                f"{name}, line {lineno}: value {value_text!r} is not a number"
+            ) from None
+        if not np.isfinite(value):
+            raise ValueError(f"{name}, line {lineno}: value {value_text!r} is not finite")
+        hour = bin_cache.get(time_text)
+        if hour is None:
+            minutes = _parse_minutes(time_text, f"{name}, line {lineno}")
+            hour = bin_cache[time_text] = min(minutes // 60, N_HOURS - 1)
+        j = _VARIABLE_INDEX.get(param)
+        if j is None:
+            if param in DESCRIPTORS:
+                descriptors[param] = value
+                continue
+            raise ValueError(f"{name}, line {lineno}: unknown parameter {param!r}")
+        if value == MISSING_CODE or (j == _TEMP and value <= 0.0):
+            continue
+        keys.append(hour * n_var + j)
+        values.append(value)
+    if "RecordID" not in descriptors:
+        raise ValueError(f"{name}: no RecordID descriptor")
+    record_id = int(descriptors["RecordID"])
+    icu = descriptors.get("ICUType")
+    if icu is None or icu not in (1.0, 2.0, 3.0, 4.0):
+        raise ValueError(f"{name}: ICUType must be 1, 2, 3 or 4, got {icu!r}")
+    age = descriptors.get("Age", MISSING_CODE)
+    gender = descriptors.get("Gender", MISSING_CODE)
+    key_arr = np.asarray(keys, dtype=np.int64)
+    size = N_HOURS * n_var
+    sums = np.bincount(key_arr, weights=np.asarray(values, dtype=np.float64), minlength=size)
+    counts = np.bincount(key_arr, minlength=size)
+    return _Record(
+        record_id=record_id,
+        age=np.nan if age == MISSING_CODE else age,
+        gender=np.nan if gender not in (0.0, 1.0) else gender,
+        icu_type=str(int(icu)),
+        sums=sums.reshape(N_HOURS, n_var),
+        counts=counts.reshape(N_HOURS, n_var),
+    )
+
+
+def _read_archive(path: Path, limit: int | None) -> list[_Record]:
+    records: list[_Record] = []
+    try:
+        archive = tarfile.open(path, mode="r:gz")
+    except (tarfile.TarError, OSError) as err:
+        raise ValueError(f"cannot read {path} as a gzip-compressed tar archive: {err}") from err
+    with archive:
+        for member in archive:
+            if not (member.isfile() and member.name.endswith(".txt")):
+                continue
+            handle = archive.extractfile(member)
+            if handle is None:  # pragma: no cover - isfile() members always have data
+                continue
+            text = handle.read().decode("utf-8")
+            records.append(_parse_record(f"{path}:{member.name}", text))
+            if limit is not None and len(records) >= limit:
+                break
+    if not records:
+        raise ValueError(f"{path} holds no record files (*.txt)")
+    return records
+
+
+def _read_outcomes(path: Path) -> dict[int, int]:
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot parse outcomes file {path}: {err}") from err
+    needed = ["RecordID", "In-hospital_death"]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"outcomes file {path} lacks column(s) {missing}; columns are {list(frame.columns)}"
+        )
+    death = frame["In-hospital_death"]
+    if not death.isin([0, 1]).all():
+        raise ValueError(f"outcomes file {path}: In-hospital_death must be 0 or 1")
+    return dict(zip(frame["RecordID"].astype(np.int64), death.astype(np.int64), strict=True))
+
+
+# ---------------------------------------------------------------------- public API
+def load_physionet(
+    root: str | Path = "../shared/data/physionet2012",
+    set_name: str = "a",
+    min_hours: int = 10,
+    test_fraction: float = 0.2,
+    split_hour: float = 36,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    patients: int | None = None,
+) -> LongitudinalDataset:
+    """Load PhysioNet 2012 (set A by default) as in spec section 7.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path, optional
+        Folder holding ``set-<set_name>.tar.gz`` and ``Outcomes-<set_name>.txt``. Relative
+        paths are resolved against the current working directory.
+    set_name : str, optional
+        Set letter, ``"a"`` (default), ``"b"`` or ``"c"``.
+    min_hours : int, optional
+        Keep only patients with at least this many observed hours (rows). Default 10.
+    test_fraction : float, optional
+        Fraction of the kept patients, rounded to the nearest count, whose rows with
+        ``t >= split_hour`` form the test split, in ``[0, 1)``. They are drawn among the
+        patients observed both before and after ``split_hour`` (capped at that number).
+        Default 0.2.
+    split_hour : float, optional
+        Hour at which test patients' series are cut, in ``(0, 47]``. Default 36.
+    val_fraction : float, optional
+        Fraction of the rows of non-test patients sent to validation (rounded), in
+        ``[0, 1)``. Default 0.2.
+    seed : int, optional
+        Seed of the single :func:`numpy.random.default_rng` used for the split.
+    patients : int or None, optional
+        Read only the first ``patients`` records in archive order (before the
+        ``min_hours`` filter); ``None`` (default) reads all of them. Meant for quick tests.
+
+    Returns
+    -------
+    LongitudinalDataset
+        Named ``"physionet2012-<set_name>"``, rows ordered by patient (archive order) then
+        hour, ``instance_column="id"``. ``data`` has the columns
+
+        - ``id``: RecordID (int64);
+        - ``t``: hour bin 0..47 (float64, raw);
+        - ``age``: age in years, raw (the design z-scores it; a missing age, -1, which does
+          not occur in sets A/B, is set to the mean over training patients);
+        - ``gender``: 0/1 (int64); a missing gender is set to the mode over training
+          patients (ties and an empty training set give 0);
+        - ``icu_type``: ICU type as a *string* ``"1"``..``"4"`` (1 coronary care, 2 cardiac
+          surgery recovery, 3 medical, 4 surgical), so that formulas one-hot encode it
+          instead of z-scoring it (object dtype);
+        - ``death``: in-hospital death 0/1 (int64) from ``Outcomes-<set_name>.txt``;
+        - ``split``: ``"train"``, ``"val"`` or ``"test"``.
+
+        ``y`` (float32, ``(N, 37)``, columns :data:`VARIABLES`) holds the standardized hourly
+        means, 0 where unobserved; ``mask`` marks the observed entries (every row has at
+        least one); ``y_true`` is ``None``. ``truth`` holds ``"variables"`` (names, ``(37,)``),
+        ``"variable_mean"`` and ``"variable_std"`` (``(37,)`` float64, raw units), so that
+        ``raw = y * variable_std + variable_mean`` on observed entries.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``root``, the archive or the outcomes file does not exist (the path is named).
+    ValueError
+        If an argument is invalid, a record line is malformed (the message names the
+        archive member and line), a record is missing from the outcomes file, or no
+        patient passes the ``min_hours`` filter.
+
+    Notes
+    -----
+    - Hour bins are ``floor(minutes / 60)``; the final timestamp 48:00 goes into bin 47.
+      Several values of a variable within a bin are averaged.
+    - The value -1 (missing code) and non-positive Temp are treated as unobserved. Weight
+      at 00:00 is the admission weight and counts as an hour-0 measurement; Height is
+      unused.
+    - Standardization uses the observed *training* entries: ``mean`` and the population
+      standard deviation (``ddof=0``) per variable. A variable with a zero or undefined
+      standard deviation (MechVent is always 1 in set A) gets ``std = 1``, and one
+      never observed in training gets ``mean = 0``.
+    - The test patients' rows before ``split_hour`` all go to training; only the rows of
+      the other patients are split at random into train and validation.
+    """
+    if not isinstance(set_name, str) or set_name not in ("a", "b", "c"):
+        raise ValueError(f"set_name must be 'a', 'b' or 'c', got {set_name!r}")
+    min_hours = _check_int("min_hours", min_hours, 1)
+    if min_hours > N_HOURS:
+        raise ValueError(f"min_hours must be <= {N_HOURS}, got {min_hours}")
+    test_fraction = _check_rate("test_fraction", test_fraction)
+    split_hour = _check_split_hour(split_hour)
+    val_fraction = _check_rate("val_fraction", val_fraction)
+    seed = _check_int("seed", seed, 0)
+    if patients is not None:
+        patients = _check_int("patients", patients, 1)
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"PhysioNet data folder not found: {root}")
+    archive_path = root / f"set-{set_name}.tar.gz"
+    outcomes_path = root / f"Outcomes-{set_name}.txt"
+    for path in (archive_path, outcomes_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"PhysioNet file not found: {path}")
+
+    records = _read_archive(archive_path, patients)
+    outcomes = _read_outcomes(outcomes_path)
+    absent = [r.record_id for r in records if r.record_id not in outcomes]
+    if absent:
+        raise ValueError(
+            f"{len(absent)} record(s) have no row in {outcomes_path}, e.g. RecordID {absent[0]}"
+        )
+
+    # One row per observed hour; keep patients with >= min_hours rows.
+    kept: list[tuple[_Record, np.ndarray]] = []
+    for record in records:
+        hours = np.flatnonzero(record.counts.any(axis=1))
+        if hours.size >= min_hours:
+            kept.append((record, hours))
+    if not kept:
+        raise ValueError(
+            f"no patient has >= {min_hours} observed hours among the {len(records)} read"
+        )
+
+    n_patients = len(kept)
+    lengths = np.array([hours.size for _, hours in kept])
+    inst = np.repeat(np.arange(n_patients), lengths)
+    t = np.concatenate([hours for _, hours in kept]).astype(np.float64)
+    sums = np.concatenate([rec.sums[hours] for rec, hours in kept])
+    counts = np.concatenate([rec.counts[hours] for rec, hours in kept])
+    mask = counts > 0
+    raw = np.divide(sums, counts, out=np.zeros_like(sums), where=mask)
+
+    # Split: test = rows t >= split_hour of patients observed on both sides of split_hour.
+    rng = np.random.default_rng(seed)
+    before = np.zeros(n_patients, dtype=bool)
+    after = np.zeros(n_patients, dtype=bool)
+    before[inst[t < split_hour]] = True
+    after[inst[t >= split_hour]] = True
+    eligible = np.flatnonzero(before & after)
+    n_test = min(round(test_fraction * n_patients), eligible.size)
+    test_patients = np.zeros(n_patients, dtype=bool)
+    test_patients[rng.permutation(eligible)[:n_test]] = True
+    row_test_patient = test_patients[inst]
+    split = np.full(inst.size, "train", dtype=object)
+    split[row_test_patient & (t >= split_hour)] = "test"
+    rest = np.flatnonzero(~row_test_patient)
+    n_val = round(val_fraction * rest.size)
+    split[rng.permutation(rest)[:n_val]] = "val"
+    split = split.astype(str)
+    train = split == "train"
+
+    # Standardize every variable with its observed training entries.
+    train_mask = mask & train[:, None]
+    n_obs = train_mask.sum(axis=0)
+    safe_n = np.maximum(n_obs, 1)
+    mean = np.where(train_mask, raw, 0.0).sum(axis=0) / safe_n
+    var = np.where(train_mask, (raw - mean) ** 2, 0.0).sum(axis=0) / safe_n
+    std = np.sqrt(var)
+    std = np.where((n_obs > 0) & (std > 0), std, 1.0)
+    mean = np.where(n_obs > 0, mean, 0.0)
+    y = np.where(mask, (raw - mean) / std, 0.0).astype(np.float32)
+
+    # Per-patient covariates; impute gender (mode) and age (mean) over training patients.
+    train_patients = np.zeros(n_patients, dtype=bool)
+    train_patients[inst[train]] = True
+    gender = np.array([rec.gender for rec, _ in kept])
+    age = np.array([rec.age for rec, _ in kept])
+    known = train_patients & ~np.isnan(gender)
+    n_ones = int(gender[known].sum())
+    mode = 1.0 if n_ones > known.sum() - n_ones else 0.0
+    gender = np.where(np.isnan(gender), mode, gender).astype(np.int64)
+    known_age = train_patients & ~np.isnan(age)
+    age_fill = float(age[known_age].mean()) if known_age.any() else 0.0
+    age = np.where(np.isnan(age), age_fill, age)
+    record_ids = np.array([rec.record_id for rec, _ in kept], dtype=np.int64)
+    icu = np.array([rec.icu_type for rec, _ in kept], dtype=object)
+    death = np.array([outcomes[rid] for rid in record_ids], dtype=np.int64)
+
+    data = pd.DataFrame(
+        {
+            "id": record_ids[inst],
+            "t": t,
+            "age": age[inst],
+            "gender": gender[inst],
+            "icu_type": icu[inst],
+            "death": death[inst],
+            "split": split,
+        }
+    )
+    truth = {
+        "variables": np.array(VARIABLES, dtype=str),
+        "variable_mean": mean,
+        "variable_std": std,
+    }
+    return LongitudinalDataset(
+        data=data,
+        y=y,
+        mask=mask,
+        y_true=None,
+        truth=truth,
+        name=f"physionet2012-{set_name}",
+        instance_column="id",
+    )
