@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .base import LongitudinalDataset
+from .synthetic import _check_int, _check_rate
 
 __all__ = ["DESCRIPTORS", "N_HOURS", "VARIABLES", "load_physionet"]
 
@@ -80,23 +81,6 @@ _TEMP = _VARIABLE_INDEX["Temp"]
 
 
 # ---------------------------------------------------------------------- argument checks
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_rate(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number in [0, 1), got {value!r}")
-    value = float(value)
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return value
-
-
 def _check_split_hour(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"split_hour must be a real number in (0, {N_HOURS - 1}], got {value!r}")
