@@ -323,7 +323,7 @@ def periodic_weights(
     harmonics : torch.Tensor
         Harmonic orders ``m``, shape ``(M,)``.
     variance, lengthscale : torch.Tensor
-        Scalars ``σ²`` and ``ℓ``.
+        ``σ²`` and ``ℓ``: scalars, or one per harmonic, shape ``(M,)``.
     n_nodes : int, default 512
         Trapezoid intervals on ``[0, π]``.
 
@@ -335,10 +335,10 @@ def periodic_weights(
     theta = torch.linspace(0.0, math.pi, n_nodes + 1, dtype=variance.dtype, device=variance.device)
     weights = torch.full_like(theta, 1.0 / n_nodes)
     weights[0] = weights[-1] = 0.5 / n_nodes
-    x = lengthscale.reciprocal() ** 2
-    envelope = torch.exp(x * (torch.cos(theta) - 1.0)) * weights  # (nodes,)
-    cosines = torch.cos(harmonics.to(theta.dtype)[:, None] * theta[None, :])  # (M, nodes)
-    return variance * (cosines @ envelope)
+    x = (lengthscale.reciprocal() ** 2).unsqueeze(-1)
+    envelope = torch.exp(x * (torch.cos(theta) - 1.0)) * weights  # (..., nodes)
+    cosines = torch.cos(harmonics.to(theta.dtype).unsqueeze(-1) * theta)  # (M, nodes)
+    return variance * (cosines * envelope).sum(-1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -181,6 +181,23 @@ class SpectralPrior(EffectPrior):
             "_spacing",
             torch.tensor([c.spacing if c and c.period else 0.0 for c in columns], dtype=default),
         )
+        # per-column constants, so that column_variance needs no host sync or Python per column
+        self.register_buffer(
+            "_harmonic", torch.tensor([c.harmonic if c else 0 for c in columns], dtype=default)
+        )
+        self.register_buffer(
+            "_n_frequencies",
+            torch.tensor([c.n_frequencies if c else 1 for c in columns], dtype=default),
+        )
+        column_kernel = [kernels[i] if i >= 0 else "none" for i in term_of_column]
+        self._kernels_used = tuple(sorted(set(column_kernel) - {"none"}))
+        self.register_buffer(
+            "_kernel_of_column",
+            torch.tensor(
+                [self._kernels_used.index(k) if k != "none" else -1 for k in column_kernel],
+                dtype=torch.long,
+            ),
+        )
         for attr, values in (("variance", variances), ("lengthscale", lengthscales)):
             if hasattr(self, attr):
                 delattr(self, attr)
@@ -229,24 +246,17 @@ class SpectralPrior(EffectPrior):
                 "this SpectralPrior is not bound to design columns yet: pass it to LMMVAE (or "
                 "MixedEffects) as fixed_prior/random_prior"
             )
+        term = self._term_of_column.clamp(min=0)
+        var, ell = self.variance[term], self.lengthscale[term]
         out = torch.full_like(self._frequency, self.scale**2)
-        for index, name in enumerate(self._term_kernels):
-            if name == "none":
-                continue
-            rows = (self._term_of_column == index).nonzero(as_tuple=True)[0]
-            var, ell = self.variance[index], self.lengthscale[index]
-            omega = self._frequency[rows]
+        for code, name in enumerate(self._kernels_used):
             if name == "random":
-                n_freq = self.columns[int(rows[0])].n_frequencies
-                lam = (var / n_freq).expand(rows.shape)
+                lam = var / self._n_frequencies
             elif name == "periodic":
-                harmonics = torch.tensor(
-                    [self.columns[int(r)].harmonic for r in rows], device=omega.device
-                )
-                lam = 2.0 * periodic_weights(harmonics, var, ell)
+                lam = 2.0 * periodic_weights(self._harmonic, var, ell)
             else:
-                lam = 2.0 * spectral_density(name, omega, var, ell) * self._spacing[rows]
-            out = out.index_put((rows,), lam)
+                lam = 2.0 * spectral_density(name, self._frequency, var, ell) * self._spacing
+            out = torch.where(self._kernel_of_column == code, lam, out)
         return out
 
     def forward(self, shape: tuple[int, ...]) -> dist.TorchDistribution:
