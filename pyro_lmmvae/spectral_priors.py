@@ -246,9 +246,11 @@ class SpectralPrior(EffectPrior):
                 "this SpectralPrior is not bound to design columns yet: pass it to LMMVAE (or "
                 "MixedEffects) as fixed_prior/random_prior"
             )
+        out = torch.full_like(self._frequency, self.scale**2)
+        if not self._kernels_used:  # no scaled basis column (e.g. a formula without bases)
+            return out
         term = self._term_of_column.clamp(min=0)
         var, ell = self.variance[term], self.lengthscale[term]
-        out = torch.full_like(self._frequency, self.scale**2)
         for code, name in enumerate(self._kernels_used):
             if name == "random":
                 lam = var / self._n_frequencies

@@ -248,6 +248,11 @@ def test_rff_prior_is_variance_over_m_and_per_term_kernels(frame):
     np.testing.assert_allclose(lam[1:13], expected.column_variance, rtol=1e-6)
 
 
+def test_spectral_prior_without_basis_columns_is_the_plain_normal(frame):
+    model = _model(frame, "~ 1 + age + (1 | id)", fixed_prior=SpectralPrior("se", scale=0.5))
+    np.testing.assert_allclose(_variance(model), 0.25)
+
+
 def test_spectral_prior_errors(frame):
     with pytest.raises(ValueError, match="kernel must be a Kernel or one of"):
         SpectralPrior("rbf")
