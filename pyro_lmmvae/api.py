@@ -69,7 +69,11 @@ class LMMVAE:
     encoder, decoder : torch.nn.Module, optional
         Any networks: the encoder maps (n, D) (plus D with ``mask_channel``, plus Q_f for the
         CVAE) to (n, 2L) or a tuple (mu, log sigma^2); the decoder maps (n, L) (plus Q_f for the
-        CVAE) to (n, D). MLPs by default.
+        CVAE) to (n, D). They replace the networks named by ``network``.
+    network : str, default "mlp"
+        The named encoder/decoder architecture (spec §8; see
+        :func:`pyro_lmmvae.architectures.build_networks`): ``"mlp"``, ``"health_mnist"``,
+        ``"health_mnist_identifiability"``, ``"rotating_mnist"`` or ``"physionet"``.
     likelihood : {"gaussian", "bernoulli"} or Likelihood, default "gaussian"
         Gaussian with learned per-feature noise unless ``noise_scale`` fixes it.
     noise_scale : float, optional
@@ -125,6 +129,7 @@ class LMMVAE:
         instance: str | None = None,
         encoder: nn.Module | None = None,
         decoder: nn.Module | None = None,
+        network: str = "mlp",
         likelihood: str | Likelihood = "gaussian",
         noise_scale: float | None = None,
         latent_scale: float = 1.0,
@@ -171,6 +176,7 @@ class LMMVAE:
                 fixed_prior=fixed_prior,
                 random_prior=random_prior,
                 mask_channel=mask_channel,
+                network=network,
             )
         self.history = TrainingHistory()
         self.device = torch.device("cpu")

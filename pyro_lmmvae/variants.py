@@ -20,6 +20,7 @@ from typing import Literal
 
 from torch import nn
 
+from pyro_lmmvae.architectures import build_networks
 from pyro_lmmvae.design import Design
 from pyro_lmmvae.guides import GSNNGuide, MeanFieldEffects, OLMMGuide, SLMMGuide
 from pyro_lmmvae.inference import VariationalPair
@@ -33,7 +34,7 @@ from pyro_lmmvae.models import (
     SLMMModel,
     make_likelihood,
 )
-from pyro_lmmvae.networks import GaussianEncoder, default_decoder, default_encoder
+from pyro_lmmvae.networks import GaussianEncoder
 
 Variant = Literal["olmm", "slmm", "cvae"]
 Objective = Literal["elbo", "gsnn"]
@@ -94,6 +95,7 @@ def build_pair(
     fixed_prior=None,
     random_prior=None,
     mask_channel: bool = False,
+    network: str = "mlp",
 ) -> VariationalPair:
     """The model and guide of ``options.variant`` × ``options.objective`` for a design.
 
@@ -132,10 +134,13 @@ def build_pair(
     else:
         effects = PointEffects(L, n_fixed, d.n_random, d.n_groups)
         q_effects = None
+    default_net, default_dec = build_networks(
+        network, obs_dim, L, mask_channel=mask_channel, n_covariates=n_covariates
+    )
     model_class = SLMMModel if options.variant == "slmm" else OLMMModel
     model = model_class(
         effects,
-        decoder or default_decoder(obs_dim, L, n_covariates),
+        decoder or default_dec,
         make_likelihood(likelihood, obs_dim, noise_scale),
         LatentScale(latent_scale, learn_latent_scale),
         objective=options.objective,
@@ -145,7 +150,7 @@ def build_pair(
         if encoder is not None:
             raise ValueError(f"objective='gsnn' uses no encoder ({GSNN_NO_ENCODER})")
         return VariationalPair(model, GSNNGuide(q_effects), options.local_reparam)
-    network = encoder or default_encoder(obs_dim, L, mask_channel, n_covariates)
+    network = encoder or default_net
     gaussian_encoder = GaussianEncoder(network, L, mask_channel, conditional)
     if options.variant == "slmm":
         guide = SLMMGuide(
