@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from raw_files import physionet_record, write_physionet
 
 from pyro_lmmvae.datasets.physionet import VARIABLES, load_physionet
 
@@ -15,46 +14,15 @@ REAL_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ph
 J = {name: j for j, name in enumerate(VARIABLES)}
 
 
-def _record(rid, age=60, gender=1, icu=2, weight=-1, rows=()):
-    lines = [
-        "Time,Parameter,Value",
-        f"00:00,RecordID,{rid}",
-        f"00:00,Age,{age}",
-        f"00:00,Gender,{gender}",
-        "00:00,Height,170.2",
-        f"00:00,ICUType,{icu}",
-        f"00:00,Weight,{weight}",
-    ]
-    lines += [f"{time},{param},{value}" for time, param, value in rows]
-    return "\n".join(lines) + "\n"
-
-
 def _hourly(hours, param="HR", value=80):
     return [(f"{h:02d}:30", param, value) for h in hours]
-
-
-def _write(root: Path, records: dict[int, str], deaths: dict[int, int], set_name="a") -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(root / f"set-{set_name}.tar.gz", "w:gz") as tar:
-        directory = tarfile.TarInfo(f"set-{set_name}")
-        directory.type = tarfile.DIRTYPE
-        tar.addfile(directory)
-        for rid, text in records.items():
-            payload = text.encode()
-            info = tarfile.TarInfo(f"set-{set_name}/{rid}.txt")
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-    outcome = ["RecordID,SAPS-I,SOFA,Length_of_stay,Survival,In-hospital_death"]
-    outcome += [f"{rid},10,5,7,-1,{deaths[rid]}" for rid in records]
-    (root / f"Outcomes-{set_name}.txt").write_text("\n".join(outcome) + "\n")
-    return root
 
 
 @pytest.fixture()
 def tiny(tmp_path):
     """Four patients; 100004 has only 3 observed hours."""
     records = {
-        100001: _record(
+        100001: physionet_record(
             100001,
             age=70,
             gender=1,
@@ -74,12 +42,12 @@ def tiny(tmp_path):
             ]
             + _hourly(range(5, 45)),
         ),
-        100002: _record(100002, age=50, gender=-1, icu=3, rows=_hourly(range(0, 48, 2))),
-        100003: _record(100003, age=40, gender=0, icu=4, rows=_hourly(range(10, 30))),
-        100004: _record(100004, age=30, gender=0, icu=2, rows=_hourly([1, 2, 3])),
+        100002: physionet_record(100002, age=50, gender=-1, icu=3, rows=_hourly(range(0, 48, 2))),
+        100003: physionet_record(100003, age=40, gender=0, icu=4, rows=_hourly(range(10, 30))),
+        100004: physionet_record(100004, age=30, gender=0, icu=2, rows=_hourly([1, 2, 3])),
     }
     deaths = {100001: 1, 100002: 0, 100003: 0, 100004: 1}
-    return _write(tmp_path / "physio", records, deaths)
+    return write_physionet(tmp_path / "physio", records, deaths)
 
 
 def _rows(ds, rid):
@@ -137,12 +105,12 @@ def test_gender_imputed_with_training_mode(tiny, tmp_path):
     assert ds.data["gender"].dtype.kind == "i"
     # known training genders 1, 1, 0 -> mode 1
     records = {
-        1: _record(1, gender=1, rows=_hourly(range(12))),
-        2: _record(2, gender=1, rows=_hourly(range(12))),
-        3: _record(3, gender=0, rows=_hourly(range(12))),
-        4: _record(4, gender=-1, rows=_hourly(range(12))),
+        1: physionet_record(1, gender=1, rows=_hourly(range(12))),
+        2: physionet_record(2, gender=1, rows=_hourly(range(12))),
+        3: physionet_record(3, gender=0, rows=_hourly(range(12))),
+        4: physionet_record(4, gender=-1, rows=_hourly(range(12))),
     }
-    root = _write(tmp_path / "g", records, dict.fromkeys(records, 0))
+    root = write_physionet(tmp_path / "g", records, dict.fromkeys(records, 0))
     ds = load_physionet(root, test_fraction=0.0, val_fraction=0.0)
     assert ds.data.loc[ds.data["id"] == 4, "gender"].unique().tolist() == [1]
 
@@ -154,8 +122,8 @@ def test_standardization_uses_training_entries_only(tmp_path):
         values = rng.normal(100.0, 15.0, size=48).round(1)
         rows = [(f"{h:02d}:05", "HR", v) for h, v in enumerate(values)]
         rows += [(f"{h:02d}:05", "MechVent", 1) for h in range(0, 48, 3)]
-        records[rid] = _record(rid, rows=rows)
-    root = _write(tmp_path / "s", records, dict.fromkeys(records, 0))
+        records[rid] = physionet_record(rid, rows=rows)
+    root = write_physionet(tmp_path / "s", records, dict.fromkeys(records, 0))
     ds = load_physionet(root, test_fraction=0.3, val_fraction=0.25, seed=1)
     split = ds.data["split"].to_numpy()
     assert set(split) == {"train", "val", "test"}
@@ -188,8 +156,8 @@ def test_split_rules(tmp_path):
             hours = range(36, 48)
         else:
             hours = range(0, 48, 2)
-        records[rid] = _record(rid, rows=_hourly(hours))
-    root = _write(tmp_path / "sp", records, dict.fromkeys(records, 0))
+        records[rid] = physionet_record(rid, rows=_hourly(hours))
+    root = write_physionet(tmp_path / "sp", records, dict.fromkeys(records, 0))
     ds = load_physionet(root, test_fraction=0.25, val_fraction=0.2, split_hour=36, seed=2)
     data = ds.data
     test = data[data["split"] == "test"]
@@ -244,6 +212,31 @@ def test_missing_paths(tmp_path, tiny):
         load_physionet(tiny)
 
 
+def test_missing_files_say_what_to_put_where(tmp_path, tiny):
+    cache = tmp_path / "cache" / "p.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        load_physionet(tmp_path / "nowhere", cache=cache)
+    message = str(info.value)
+    assert "set A archive not found: put set-a.tar.gz" in message
+    assert f"in {(tmp_path / 'nowhere').resolve()} (the folder does not exist)" in message
+    assert "root=" in message
+    (tiny / "Outcomes-a.txt").unlink()
+    with pytest.raises(FileNotFoundError) as info:
+        load_physionet(tiny, cache=cache)
+    message = str(info.value)
+    assert "outcomes not found: put Outcomes-a.txt" in message and str(tiny.resolve()) in message
+    assert "In-hospital_death" in message
+    assert not (tmp_path / "cache").exists()
+
+
+def test_damaged_archive(tmp_path, tiny):
+    archive = tiny / "set-a.tar.gz"
+    archive.write_bytes(archive.read_bytes()[:200])
+    with pytest.raises(ValueError, match="set-a.tar.gz"):
+        load_physionet(tiny, cache=tmp_path / "p.npz")
+    assert not (tmp_path / "p.npz").exists()
+
+
 @pytest.mark.parametrize(
     ("line", "match"),
     [
@@ -254,24 +247,47 @@ def test_missing_paths(tmp_path, tiny):
         ("01:00,Foo,80", "line 8: unknown parameter 'Foo'"),
     ],
 )
-def test_malformed_record(tmp_path, line, match):
-    text = _record(7, rows=[]) + line + "\n"
-    root = _write(tmp_path / "bad", {7: text}, {7: 0})
+def test_malformedphysionet_record(tmp_path, line, match):
+    text = physionet_record(7, rows=[]) + line + "\n"
+    root = write_physionet(tmp_path / "bad", {7: text}, {7: 0})
     with pytest.raises(ValueError, match=match) as info:
         load_physionet(root, min_hours=1)
     assert "set-a/7.txt" in str(info.value)
+    # with a cache: the same error, and no cache (or temporary) file left behind
+    cache_dir = tmp_path / "cache"
+    with pytest.raises(ValueError, match=match):
+        load_physionet(root, min_hours=1, cache=cache_dir / "p.npz")
+    assert not cache_dir.exists() or list(cache_dir.iterdir()) == []
 
 
 def test_bad_header_and_missing_outcome(tmp_path):
-    root = _write(tmp_path / "h", {7: "Time;Parameter;Value\n"}, {7: 0})
+    root = write_physionet(tmp_path / "h", {7: "Time;Parameter;Value\n"}, {7: 0})
     with pytest.raises(ValueError, match="line 1: expected header"):
         load_physionet(root, min_hours=1)
-    root = _write(tmp_path / "o", {7: _record(7, rows=_hourly(range(12)))}, {7: 0})
+    root = write_physionet(
+        tmp_path / "o", {7: physionet_record(7, rows=_hourly(range(12)))}, {7: 0}
+    )
     (root / "Outcomes-a.txt").write_text(
         "RecordID,SAPS-I,SOFA,Length_of_stay,Survival,In-hospital_death\n8,1,1,1,-1,0\n"
     )
     with pytest.raises(ValueError, match="RecordID 7"):
         load_physionet(root)
+    cache_dir = tmp_path / "cache"
+    with pytest.raises(ValueError, match="no row in .*Outcomes-a.txt"):
+        load_physionet(root, cache=cache_dir / "p.npz")
+    assert not cache_dir.exists() or list(cache_dir.iterdir()) == []
+
+
+def test_cache_reused_without_raw_files(tmp_path, tiny):
+    cache = tmp_path / "p.npz"
+    built = load_physionet(tiny, min_hours=1, seed=4, cache=cache)
+    (tiny / "set-a.tar.gz").unlink()  # root is not part of the cache key
+    again = load_physionet(tmp_path / "moved", min_hours=1, seed=4, cache=cache)
+    assert again.data.equals(built.data)
+    np.testing.assert_array_equal(again.y, built.y)
+    with pytest.raises(FileNotFoundError, match="set-a.tar.gz"):  # other args: rebuild
+        load_physionet(tiny, min_hours=1, seed=5, cache=cache)
+    assert load_physionet(tiny, min_hours=1, seed=4, cache=cache).data.equals(built.data)
 
 
 needs_real = pytest.mark.skipif(not REAL_ROOT.is_dir(), reason="shared PhysioNet data absent")

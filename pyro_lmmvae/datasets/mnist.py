@@ -3,7 +3,10 @@
 Implements spec section 7 ("Common to all generators", "Health MNIST (LVAE
 generator)", "Rotating MNIST"). MNIST is read from the IDX files in
 ``../shared/data/mnist`` with numpy (:func:`read_idx`); torchvision is not used
-because its checksum rejects the repacked ``train-images`` archive.
+because its checksum rejects the repacked ``train-images`` archive. Nothing is
+downloaded: ``train-images-idx3-ubyte.gz`` and ``train-labels-idx1-ubyte.gz`` (the
+MNIST training set, IDX format, gzip-compressed or raw) must be placed in the
+folder by hand.
 
 Both generators draw every random quantity from one
 :func:`numpy.random.default_rng` generator seeded with ``seed`` (the spec's
@@ -26,6 +29,7 @@ import pandas as pd
 from scipy import ndimage
 
 from .base import LongitudinalDataset
+from .cache import cached
 from .synthetic import _check_int, _check_rate
 
 __all__ = [
@@ -159,21 +163,55 @@ def _resolve_root(root: str | Path) -> Path:
     return candidate
 
 
+_MNIST_FILES = {
+    TRAIN_IMAGES: ("MNIST training images", "the MNIST training set images"),
+    TRAIN_LABELS: ("MNIST training labels", "the MNIST training set labels"),
+}
+
+
+def _locate(folder: Path, name: str) -> Path:
+    """Return ``folder / name``, or the uncompressed name without ``.gz``; else explain.
+
+    The FileNotFoundError says which file to put where.
+    """
+    for candidate in (folder / name, folder / name.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    what, description = _MNIST_FILES[name]
+    where = folder.resolve()
+    note = "" if where.is_dir() else " (the folder does not exist)"
+    raise FileNotFoundError(
+        f"{what} not found: put {name} ({description}, IDX format, gzip or raw; also "
+        f"accepted as {name.removesuffix('.gz')}) in {where}{note}, or pass root=. "
+        "Nothing is downloaded."
+    )
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
 @functools.lru_cache(maxsize=2)
-def _training_set(root: str) -> tuple[np.ndarray, np.ndarray]:
-    """Cached, read-only MNIST training images ``(60000, 28, 28)`` and labels ``(60000,)``."""
-    folder = Path(root)
-    images = read_idx(folder / TRAIN_IMAGES)
-    labels = read_idx(folder / TRAIN_LABELS)
+def _training_set(
+    images_path: str, labels_path: str, _stamps: tuple[tuple[int, int], ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cached, read-only MNIST training images ``(60000, 28, 28)`` and labels ``(60000,)``.
+
+    ``_stamps`` (modification time and size of both files) is part of the cache key, so
+    a file replaced in place is read again.
+    """
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise ValueError(
-            f"{str(folder / TRAIN_IMAGES)!r} must hold uint8 images (N, H, W), got "
+            f"{images_path!r} must hold uint8 images (N, H, W), got "
             f"{images.dtype.name} array of shape {images.shape}"
         )
     if labels.shape != images.shape[:1]:
         raise ValueError(
-            f"{str(folder / TRAIN_LABELS)!r} holds {labels.shape} labels for "
-            f"{images.shape[0]} images in {str(folder / TRAIN_IMAGES)!r}"
+            f"{labels_path!r} holds {labels.shape} labels for "
+            f"{images.shape[0]} images in {images_path!r}"
         )
     images.setflags(write=False)
     labels.setflags(write=False)
@@ -187,8 +225,10 @@ def load_mnist_training(root: str | Path = DEFAULT_MNIST_ROOT) -> tuple[np.ndarr
     ----------
     root : str or pathlib.Path, optional
         Folder holding ``train-images-idx3-ubyte.gz`` and
-        ``train-labels-idx1-ubyte.gz``. A relative path is tried against the
-        working directory first, then against the repository root.
+        ``train-labels-idx1-ubyte.gz`` (IDX format, gzip-compressed or raw; the
+        names without ``.gz`` are accepted too). A relative path is tried against
+        the working directory first, then against the repository root. The files
+        must be placed there by hand; nothing is downloaded.
 
     Returns
     -------
@@ -200,12 +240,16 @@ def load_mnist_training(root: str | Path = DEFAULT_MNIST_ROOT) -> tuple[np.ndarr
     Raises
     ------
     FileNotFoundError
-        If a file is missing (the message names the path).
+        If a file is missing (the message names the file and the folder to put
+        it in).
     ValueError
         If a file is malformed or images and labels disagree in number.
     """
     folder = _resolve_root(root)
-    return _training_set(str(folder.resolve()))
+    images_path = _locate(folder, TRAIN_IMAGES).resolve()
+    labels_path = _locate(folder, TRAIN_LABELS).resolve()
+    stamps = (_stamp(images_path), _stamp(labels_path))
+    return _training_set(str(images_path), str(labels_path), stamps)
 
 
 def _as_rng(seed: int | np.random.Generator) -> np.random.Generator:
@@ -336,6 +380,8 @@ def make_health_mnist(
     missing_rate: float = 0.25,
     balanced: bool = False,
     seed: int = 0,
+    *,
+    cache: str | Path | None = None,
 ) -> LongitudinalDataset:
     """Generate Health MNIST (LVAE generator) as in spec section 7.
 
@@ -359,6 +405,13 @@ def make_health_mnist(
         Bernoulli(0.5)`` independently. Default False.
     seed : int, optional
         Data seed of the single generator used for every draw. Default 0.
+    cache : str, pathlib.Path or None, optional
+        Cache file (``.npz``, see :func:`pyro_lmmvae.datasets.cache.cached`). If it
+        exists and was built with the same arguments (every argument except
+        ``root``, so moving the MNIST files does not invalidate it), the dataset is
+        loaded from it and the MNIST files are not read; otherwise the dataset is
+        built and written there atomically, replacing a cache built with other
+        arguments. ``None`` (default) disables caching.
 
     Returns
     -------
@@ -389,9 +442,12 @@ def make_health_mnist(
     Raises
     ------
     ValueError
-        For an invalid argument (the message names it).
+        For an invalid argument (the message names it; checked before any file
+        is read or written), a malformed MNIST file, or a ``cache`` path that
+        holds a file other than a dataset cache.
     FileNotFoundError
-        If the MNIST files are missing.
+        If the MNIST files are missing (the message says which file to put
+        where; they must be placed by hand, nothing is downloaded).
 
     Notes
     -----
@@ -418,6 +474,31 @@ def make_health_mnist(
     if not isinstance(balanced, (bool, np.bool_)):
         raise ValueError(f"balanced must be a bool, got {balanced!r}")
     seed = _check_int("seed", seed, 0)
+    meta = {
+        "generator": "health_mnist",
+        "version": 1,  # bump when the generated data change: old caches are rebuilt
+        "n_per_digit": n_per_digit,
+        "n_times": n_times,
+        "missing_rate": missing_rate,
+        "balanced": bool(balanced),
+        "seed": seed,
+    }
+    return cached(
+        cache,
+        lambda: _build_health_mnist(root, n_per_digit, n_times, missing_rate, bool(balanced), seed),
+        meta,
+    )
+
+
+def _build_health_mnist(
+    root: str | Path,
+    n_per_digit: int,
+    n_times: int,
+    missing_rate: float,
+    balanced: bool,
+    seed: int,
+) -> LongitudinalDataset:
+    """Health MNIST from validated arguments (see :func:`make_health_mnist`)."""
     rng = np.random.default_rng(seed)
 
     # Source images: n '3's then n '6's, without replacement.
@@ -529,6 +610,8 @@ def make_rotating_mnist(
     n_test_instances: int = 40,
     test_block: int = 4,
     seed: int = 0,
+    *,
+    cache: str | Path | None = None,
 ) -> LongitudinalDataset:
     """Generate Rotating MNIST as in spec section 7.
 
@@ -552,6 +635,10 @@ def make_rotating_mnist(
         than ``n_angles``. Default 4.
     seed : int, optional
         Data seed of the single generator used for every draw. Default 0.
+    cache : str, pathlib.Path or None, optional
+        Cache file (``.npz``), as in :func:`make_health_mnist`: reused if it was
+        built with the same arguments (``root`` excluded), else (re)built and
+        written atomically. ``None`` (default) disables caching.
 
     Returns
     -------
@@ -567,9 +654,12 @@ def make_rotating_mnist(
     Raises
     ------
     ValueError
-        For an invalid argument (the message names it).
+        For an invalid argument (the message names it; checked before any file
+        is read or written), a malformed MNIST file, or a ``cache`` path that
+        holds a file other than a dataset cache.
     FileNotFoundError
-        If the MNIST files are missing.
+        If the MNIST files are missing (the message says which file to put
+        where; they must be placed by hand, nothing is downloaded).
 
     Notes
     -----
@@ -585,6 +675,8 @@ def make_rotating_mnist(
     n_instances = _check_int("n_instances", n_instances, 1)
     n_angles = _check_int("n_angles", n_angles, 2)
     digit = _check_int("digit", digit, 0)
+    if digit > 9:
+        raise ValueError(f"digit must be in 0..9, got {digit}")
     n_test_instances = _check_int("n_test_instances", n_test_instances, 0)
     if n_test_instances > n_instances:
         raise ValueError(
@@ -594,6 +686,35 @@ def make_rotating_mnist(
     if test_block >= n_angles:
         raise ValueError(f"test_block must be smaller than n_angles ({n_angles}), got {test_block}")
     seed = _check_int("seed", seed, 0)
+    meta = {
+        "generator": "rotating_mnist",
+        "version": 1,  # bump when the generated data change: old caches are rebuilt
+        "n_instances": n_instances,
+        "n_angles": n_angles,
+        "digit": digit,
+        "n_test_instances": n_test_instances,
+        "test_block": test_block,
+        "seed": seed,
+    }
+    return cached(
+        cache,
+        lambda: _build_rotating_mnist(
+            root, n_instances, n_angles, digit, n_test_instances, test_block, seed
+        ),
+        meta,
+    )
+
+
+def _build_rotating_mnist(
+    root: str | Path,
+    n_instances: int,
+    n_angles: int,
+    digit: int,
+    n_test_instances: int,
+    test_block: int,
+    seed: int,
+) -> LongitudinalDataset:
+    """Rotating MNIST from validated arguments (see :func:`make_rotating_mnist`)."""
     rng = np.random.default_rng(seed)
 
     source, mnist_index = load_mnist_digits(root, digit, n_instances, rng)

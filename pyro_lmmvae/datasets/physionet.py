@@ -8,12 +8,15 @@ The general descriptors RecordID, Age, Gender, Height and ICUType sit at 00:00; 
 :func:`load_physionet` reads the records straight from the archive (nothing is extracted to
 disk), bins every variable into hourly bins, keeps one row per observed hour, merges the
 in-hospital death outcome of ``Outcomes-<x>.txt`` and builds the train/val/test split.
+Nothing is downloaded: both files (from the PhysioNet/CinC Challenge 2012 page) must be
+placed in the data folder by hand.
 """
 
 from __future__ import annotations
 
 import numbers
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from .base import LongitudinalDataset
+from .cache import cached
+from .mnist import _resolve_root
 from .synthetic import _check_int, _check_rate
 
 __all__ = ["DESCRIPTORS", "N_HOURS", "VARIABLES", "load_physionet"]
@@ -188,16 +193,23 @@ def _read_archive(path: Path, limit: int | None) -> list[_Record]:
     except (tarfile.TarError, OSError) as err:
         raise ValueError(f"cannot read {path} as a gzip-compressed tar archive: {err}") from err
     with archive:
-        for member in archive:
-            if not (member.isfile() and member.name.endswith(".txt")):
-                continue
-            handle = archive.extractfile(member)
-            if handle is None:  # pragma: no cover - isfile() members always have data
-                continue
-            text = handle.read().decode("utf-8")
-            records.append(_parse_record(f"{path}:{member.name}", text))
-            if limit is not None and len(records) >= limit:
-                break
+        try:
+            for member in archive:
+                if not (member.isfile() and member.name.endswith(".txt")):
+                    continue
+                handle = archive.extractfile(member)
+                if handle is None:  # pragma: no cover - isfile() members always have data
+                    continue
+                where = f"{path}:{member.name}"
+                try:
+                    text = handle.read().decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise ValueError(f"{where}: not UTF-8 text: {err}") from None
+                records.append(_parse_record(where, text))
+                if limit is not None and len(records) >= limit:
+                    break
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+            raise ValueError(f"{path} is a damaged or truncated tar archive: {err}") from err
     if not records:
         raise ValueError(f"{path} holds no record files (*.txt)")
     return records
@@ -230,14 +242,18 @@ def load_physionet(
     val_fraction: float = 0.2,
     seed: int = 0,
     patients: int | None = None,
+    *,
+    cache: str | Path | None = None,
 ) -> LongitudinalDataset:
     """Load PhysioNet 2012 (set A by default) as in spec section 7.
 
     Parameters
     ----------
     root : str or pathlib.Path, optional
-        Folder holding ``set-<set_name>.tar.gz`` and ``Outcomes-<set_name>.txt``. Relative
-        paths are resolved against the current working directory.
+        Folder holding ``set-<set_name>.tar.gz`` (the records, as distributed) and
+        ``Outcomes-<set_name>.txt``; both must be placed there by hand, nothing is
+        downloaded. A relative path is tried against the working directory first, then
+        against the repository root.
     set_name : str, optional
         Set letter, ``"a"`` (default), ``"b"`` or ``"c"``.
     min_hours : int, optional
@@ -257,6 +273,12 @@ def load_physionet(
     patients : int or None, optional
         Read only the first ``patients`` records in archive order (before the
         ``min_hours`` filter); ``None`` (default) reads all of them. Meant for quick tests.
+    cache : str, pathlib.Path or None, optional
+        Cache file (``.npz``, see :func:`pyro_lmmvae.datasets.cache.cached`). If it exists
+        and was built with the same arguments (every argument except ``root``, so moving
+        the raw files does not invalidate it), the dataset is loaded from it without
+        reading the archive; otherwise the dataset is built and written there atomically,
+        replacing a cache built with other arguments. ``None`` (default) disables caching.
 
     Returns
     -------
@@ -285,11 +307,14 @@ def load_physionet(
     Raises
     ------
     FileNotFoundError
-        If ``root``, the archive or the outcomes file does not exist (the path is named).
+        If the archive or the outcomes file does not exist (the message says which file to
+        put in which folder).
     ValueError
-        If an argument is invalid, a record line is malformed (the message names the
-        archive member and line), a record is missing from the outcomes file, or no
-        patient passes the ``min_hours`` filter.
+        If an argument is invalid (checked before any file is read or written), a record
+        line is malformed (the message names the archive member and line), a record is
+        missing from the outcomes file, no patient passes the ``min_hours`` filter, or
+        ``cache`` holds a file other than a dataset cache. When ``cache`` is given and the
+        build fails, no cache file is written.
 
     Notes
     -----
@@ -317,14 +342,62 @@ def load_physionet(
     if patients is not None:
         patients = _check_int("patients", patients, 1)
 
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"PhysioNet data folder not found: {root}")
-    archive_path = root / f"set-{set_name}.tar.gz"
-    outcomes_path = root / f"Outcomes-{set_name}.txt"
-    for path in (archive_path, outcomes_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"PhysioNet file not found: {path}")
+    meta = {
+        "generator": "physionet2012",
+        "version": 1,  # bump when the generated data change: old caches are rebuilt
+        "set_name": set_name,
+        "min_hours": min_hours,
+        "test_fraction": test_fraction,
+        "split_hour": split_hour,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "patients": patients,
+    }
+    return cached(
+        cache,
+        lambda: _build_physionet(
+            root, set_name, min_hours, test_fraction, split_hour, val_fraction, seed, patients
+        ),
+        meta,
+    )
+
+
+def _raw_files(root: str | Path, set_name: str) -> tuple[Path, Path]:
+    """Locate the archive and the outcomes file; FileNotFoundError says what to put where."""
+    folder = _resolve_root(root)
+    where = folder.resolve()
+    note = "" if where.is_dir() else " (the folder does not exist)"
+    letter = set_name.upper()
+    archive_path = folder / f"set-{set_name}.tar.gz"
+    outcomes_path = folder / f"Outcomes-{set_name}.txt"
+    if not archive_path.is_file():
+        raise FileNotFoundError(
+            f"PhysioNet 2012 set {letter} archive not found: put {archive_path.name} (the "
+            f"PhysioNet/CinC Challenge 2012 set {letter} records, a gzip-compressed tar of "
+            f"set-{set_name}/<RecordID>.txt files, as distributed) in {where}{note}, or pass "
+            "root=. Nothing is downloaded."
+        )
+    if not outcomes_path.is_file():
+        raise FileNotFoundError(
+            f"PhysioNet 2012 set {letter} outcomes not found: put {outcomes_path.name} (the "
+            f"CSV with the RecordID and In-hospital_death columns of set {letter}) in "
+            f"{where}{note}, or pass root=. Nothing is downloaded."
+        )
+    return archive_path, outcomes_path
+
+
+def _build_physionet(
+    root: str | Path,
+    set_name: str,
+    min_hours: int,
+    test_fraction: float,
+    split_hour: float,
+    val_fraction: float,
+    seed: int,
+    patients: int | None,
+) -> LongitudinalDataset:
+    """PhysioNet 2012 from validated arguments (see :func:`load_physionet`)."""
+    archive_path, outcomes_path = _raw_files(root, set_name)
 
     records = _read_archive(archive_path, patients)
     outcomes = _read_outcomes(outcomes_path)
