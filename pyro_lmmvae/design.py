@@ -97,7 +97,8 @@ class Design:
     standardize : bool or sequence of str, default True
         Z-score continuous columns with the training mean and standard deviation before they
         enter the design (binary 0/1 columns are left alone). ``True`` standardises every
-        continuous column the formula uses, a sequence names the columns, ``False`` none.
+        continuous column the formula uses, a sequence names the columns (those the formula does
+        not use are ignored), ``False`` none.
 
     Attributes
     ----------
@@ -260,11 +261,14 @@ class Design:
         elif standardize is False:
             candidates = []
         else:
-            candidates = list(standardize)
-            self._check_columns(data, candidates)
-            for col in candidates:
+            listed = list(standardize)
+            self._check_columns(data, listed)
+            for col in listed:
                 if not self._is_numeric(data[col]):
                     raise ValueError(f"cannot standardize non-numeric column {col!r}")
+            # A listed column the formula does not use has nothing to scale (one list can
+            # then describe a dataset's continuous covariates for all of its formulas).
+            candidates = [c for c in listed if c in self._variables]
         stats = {}
         for col in candidates:
             values = data[col].to_numpy(dtype=float)
