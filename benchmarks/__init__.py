@@ -1,0 +1,1 @@
+"""Benchmark scripts and the paper-replication harness."""

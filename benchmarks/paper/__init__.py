@@ -1,0 +1,1 @@
+"""Paper-replication benchmarks: the harness and its report (tables and figures)."""
