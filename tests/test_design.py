@@ -115,3 +115,13 @@ def test_contrast_names_are_not_data_columns():
     assert design.fixed_terms == ("Intercept", "C(sex, Treatment)[m]", "x")
     with pytest.raises(KeyError, match=r"\['sex'\] not found"):
         design.transform(frame.drop(columns="sex"))
+
+
+def test_standardize_list_ignores_columns_the_formula_does_not_use():
+    data = pd.DataFrame({"id": ["a", "a", "b"], "t": [0.0, 1.0, 5.0], "age": [20.0, 20.0, 60.0]})
+    design = Design("~ 1 + age + (1 | id)", data, standardize=["t", "age"])
+    assert set(design.standardization) == {"age"}
+    age = design.transform(data).fixed[:, design.fixed_terms.index("age")]
+    np.testing.assert_allclose(age, (data["age"] - data["age"].mean()) / data["age"].std(ddof=0))
+    with pytest.raises(KeyError, match="'height'"):
+        Design("~ 1 + age", data, standardize=["height"])
