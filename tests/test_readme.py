@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from raw_files import write_tiny_mnist
+
 README = Path(__file__).resolve().parents[1] / "README.md"
+SHARED_MNIST = "../shared/data/mnist"
 
 
 def _python_blocks() -> list[str]:
@@ -15,6 +18,12 @@ def _python_blocks() -> list[str]:
 def test_readme_examples_run(tmp_path, monkeypatch):
     blocks = _python_blocks()
     assert len(blocks) >= 3
+    if not (README.parents[1] / "shared" / "data" / "mnist").is_dir():
+        # Without the shared data, the real-data example runs on tiny files of the same format.
+        write_tiny_mnist(tmp_path / "tiny_mnist")
+        blocks = [b.replace(SHARED_MNIST, str(tmp_path / "tiny_mnist")) for b in blocks]
+    else:
+        blocks = [b.replace(SHARED_MNIST, str(README.parent / SHARED_MNIST)) for b in blocks]
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for block in blocks:  # later blocks use names defined by the quickstart
@@ -28,3 +37,4 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     assert namespace["traj"]["posterior_mean"].shape == (50, 2)
     assert '"learned": "variance"' in namespace["hyper"]
     assert "fourier(t, 4)" in namespace["lvae"].design.formula
+    assert (tmp_path / "rotating.npz").exists() and namespace["interpolation_mse"] > 0
