@@ -261,6 +261,7 @@ class LMMVAE:
         *,
         lr: float = 1e-3,
         lr_decay: float = 0.99,
+        local_lr: float | None = None,
         validation: float | tuple | None = 0.2,
         select: Selection = "objective",
         patience: int | None = None,
@@ -278,6 +279,12 @@ class LMMVAE:
             Instances per batch; each batch holds all training rows of its instances.
         lr, lr_decay : float
             Adam learning rate and its per-epoch exponential decay.
+        local_lr : float, optional
+            Learning rate of the per-instance random-effect parameters (``lr`` by default).
+            Each instance is in one batch per epoch, so with Adam its parameters move at most
+            about ``lr / (1 - lr_decay)`` over the whole fit (0.1 with the defaults); raise
+            ``local_lr`` (e.g. ``lr`` times the number of batches per epoch) when the random
+            effects must move further. Decays with ``lr_decay`` like ``lr``.
         validation : float, tuple or None, default 0.2
             A fraction of rows held out at random (seeded), or ``(data, y, mask)`` of
             validation rows of the training instances, or None. The weights with the best
@@ -325,6 +332,7 @@ class LMMVAE:
                 max_epochs=max_epochs,
                 lr=lr,
                 lr_decay=lr_decay,
+                local_lr=local_lr,
                 clip_norm=clip_norm,
                 validate=validate,
                 patience=patience,

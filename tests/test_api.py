@@ -277,3 +277,32 @@ def test_cli_demo_rejects_unknown_variant(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["demo", "--out", str(tmp_path), "--variant", "gp"])
     assert "unknown variant(s) ['gp']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variant", ["olmm", "slmm"])
+def test_local_lr_moves_only_the_per_instance_parameters(small_synthetic, make_lmmvae, variant):
+    """An instance is in one batch per epoch, so Adam moves its parameters by at most about
+    ``local_lr`` per epoch (bound: lr (1 - beta1) / sqrt(1 - beta2) = 3.17 lr per step)."""
+    torch.set_num_threads(1)
+    train = small_synthetic.split("train")
+    epochs, lr = 3, 1e-3
+    bound = epochs * lr * 0.1 / (1 - 0.999) ** 0.5
+    kwargs = dict(
+        max_epochs=epochs, batch_size=8, lr=lr, lr_decay=1.0, validation=None, progress=False
+    )
+
+    def moves(local_lr):
+        m = make_lmmvae(train, variant=variant, bayesian_effects=True)
+        random0 = m.guide.effects.random_loc.detach().clone()
+        fixed0 = m.guide.effects.fixed_loc.detach().clone()
+        m.fit(local_lr=local_lr, **kwargs)
+        random = (m.guide.effects.random_loc.detach() - random0).abs().max().item()
+        fixed = (m.guide.effects.fixed_loc.detach() - fixed0).abs().max().item()
+        return random, fixed
+
+    frozen, fixed = moves(0.0)
+    assert frozen == 0.0 and fixed > 0
+    default, _ = moves(None)
+    assert 0 < default <= bound
+    fast, _ = moves(100 * lr)
+    assert fast > bound

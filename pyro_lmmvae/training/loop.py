@@ -55,6 +55,10 @@ class TrainingHistory:
         }
 
 
+LOCAL_PARAMETERS = ("random_loc", "random_rho")
+"""Names of the per-instance parameters (one row per instance): the ``local_lr`` group."""
+
+
 class NonFiniteLossError(FloatingPointError):
     """Raised when the training loss becomes NaN or infinite."""
 
@@ -67,6 +71,7 @@ def train(
     max_epochs: int,
     lr: float = 1e-3,
     lr_decay: float = 0.99,
+    local_lr: float | None = None,
     clip_norm: float | None = None,
     validate: Callable[[], float] | None = None,
     patience: int | None = None,
@@ -88,6 +93,12 @@ def train(
         Adam learning rate.
     lr_decay : float, default 0.99
         Factor applied to the learning rate after each epoch.
+    local_lr : float, optional
+        Learning rate of the per-instance parameters (:data:`LOCAL_PARAMETERS`: the random
+        effects' means and variances), ``lr`` by default. An instance's parameters are updated
+        only in the one batch per epoch that holds it, and an Adam step moves a parameter by
+        about its learning rate, so with ``lr`` they move at most about
+        ``lr / (1 - lr_decay)`` in total (0.1 with the defaults); see BENCHMARKS.md.
     clip_norm : float, optional
         Clip the gradient norm to this value.
     validate : callable, optional
@@ -106,8 +117,13 @@ def train(
     if max_epochs < 1:
         raise ValueError(f"max_epochs must be at least 1, got {max_epochs}")
     history = history if history is not None else TrainingHistory()
-    params = [p for p in loss.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=lr)
+    named = [(name, p) for name, p in loss.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    local = [p for name, p in named if name.rsplit(".", 1)[-1] in LOCAL_PARAMETERS]
+    groups = [{"params": [p for _, p in named if not any(p is q for q in local)]}]
+    if local:
+        groups.append({"params": local, "lr": lr if local_lr is None else local_lr})
+    optimizer = torch.optim.Adam(groups, lr=lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
     best_state = None
     best_val = math.inf
