@@ -411,8 +411,16 @@ def run_benchmark(
 
     rows: list[dict] = []
     csv = out / "results.csv"
+    settings = out / "settings.json"
     if resume and csv.exists():
+        stored = json.loads(settings.read_text()) if settings.exists() else None
+        if stored != fingerprint(config):
+            raise ValueError(
+                f"{out} holds results of other data or training settings (settings.json "
+                f"differs from this configuration): use another --out, or run without --resume"
+            )
         rows = pd.read_csv(csv, dtype={"seed": str}).to_dict("records")
+    write_text_atomic(settings, json.dumps(fingerprint(config), indent=2))
     done = {tuple(str(r[k]) for k in KEY) for r in rows}
     fitted: dict[tuple, tuple[dict, float, int]] = {}
     latents: dict[tuple, dict[int, np.ndarray]] = {}
@@ -465,6 +473,28 @@ def run_benchmark(
     return results
 
 
+FINGERPRINT = (
+    "dataset",
+    "data",
+    "training",
+    "covariates",
+    "gp",
+    "network",
+    "noise_scale",
+    "standardize",
+)
+
+
+def fingerprint(config: dict) -> dict:
+    """The settings a stored result depends on besides its run key (resume checks them)."""
+    out = {key: config.get(key) for key in FINGERPRINT}
+    out["networks"] = {
+        name: exp.get("network", config.get("network"))
+        for name, exp in config["experiments"].items()
+    }
+    return json.loads(json.dumps(out, default=str))
+
+
 def _fit_and_evaluate(
     run: Run, config: dict, exp: dict, splits: Splits, device: str, progress: bool
 ):
@@ -479,6 +509,7 @@ def _fit_and_evaluate(
         batch_size=int(training.get("batch_size", 32)),
         lr=float(training.get("lr", 1e-3)),
         lr_decay=float(training.get("lr_decay", 0.99)),
+        local_lr=training.get("local_lr"),
         validation=(val.data, val.y, val.mask),
         patience=training.get("patience"),
         device=device,
