@@ -461,7 +461,7 @@ def run_benchmark(
     info = {
         "config": config,
         "machine": machine(),
-        "command": " ".join(sys.argv),
+        "command": _command(),
         "device": device,
         "wall_seconds": wall,
         "data_seconds": data_seconds,
@@ -493,6 +493,14 @@ def fingerprint(config: dict) -> dict:
         for name, exp in config["experiments"].items()
     }
     return json.loads(json.dumps(out, default=str))
+
+
+def _command() -> str:
+    """The command line, as typed (``python -m benchmarks.paper ...``)."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith("__main__.py"):
+        argv[0] = "python -m benchmarks.paper"
+    return " ".join(argv)
 
 
 def _fit_and_evaluate(
