@@ -419,7 +419,7 @@ def run_benchmark(
                 f"{out} holds results of other data or training settings (settings.json "
                 f"differs from this configuration): use another --out, or run without --resume"
             )
-        rows = pd.read_csv(csv, dtype={"seed": str}).to_dict("records")
+        rows = report.read_results(csv).to_dict("records")
     write_text_atomic(settings, json.dumps(fingerprint(config), indent=2))
     done = {tuple(str(r[k]) for k in KEY) for r in rows}
     fitted: dict[tuple, tuple[dict, float, int]] = {}
