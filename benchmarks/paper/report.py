@@ -355,6 +355,15 @@ def _series_label(key: Mapping[str, object]) -> str:
     return label + (f" [{', '.join(extras)}]" if extras else "")
 
 
+def _title_and_layout(fig: Figure, title: str | None) -> None:
+    """Tight layout that keeps half an inch above the panels for the title."""
+    if not title:
+        fig.tight_layout()
+        return
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.5 / fig.get_figheight()))
+
+
 def plot_basis_sweep(
     results: pd.DataFrame, metric: str, path: PathLike, title: str | None = None
 ) -> Path:
@@ -509,9 +518,7 @@ def plot_image_grid(
                 rgb[~observed[c]] = (0.85, 0.1, 0.1)
                 ax.imshow(rgb, interpolation="nearest")
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    _title_and_layout(fig, title)
     return _save(fig, path)
 
 
@@ -594,7 +601,5 @@ def plot_trajectories(
         if j >= n_vars - n_cols:  # the lowest panel of its column
             ax.set_xlabel("t", fontsize=8)
     axes[0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    _title_and_layout(fig, title)
     return _save(fig, path)
