@@ -194,6 +194,7 @@ def test_generator_cache_keyed_on_arguments_not_root(tmp_path, mnist_root, monke
         meta = json.loads(str(npz["meta"]))
     assert meta == {
         "generator": "health_mnist",
+        "version": 1,
         "n_per_digit": 3,
         "n_times": 6,
         "missing_rate": 0.25,
