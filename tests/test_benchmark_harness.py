@@ -87,6 +87,10 @@ def test_tiny_preset_end_to_end(name, metrics, shared_root, tmp_path):
     )
     assert len(again) == 2  # the data line and the closing line: no run lines
     key = ["experiment", "model", "covariates", "latent_dim", "n_basis", "seed", "metric"]
+    # Resuming with other training settings would mix results: refused.
+    changed = harness.load_config(name, "tiny", ["training.lr=0.01"])
+    with pytest.raises(ValueError, match="settings.json differs"):
+        harness.run_benchmark(changed, out, root=shared_root, resume=True, log=again.append)
     pd.testing.assert_frame_equal(
         resumed.sort_values(key).reset_index(drop=True)[key + ["value"]],
         results.sort_values(key).reset_index(drop=True)[key + ["value"]],
