@@ -2,7 +2,8 @@
 
 Adam with exponential learning-rate decay stepped once per epoch (spec §8), a validation
 objective after every epoch, the best-validation weights restored at the end, a tqdm progress
-bar, and a NaN/inf guard that stops before a bad step is applied.
+bar, and a NaN/inf guard that stops before a bad step is applied and names the parameters
+and sample sites that are not finite (:mod:`pyro_lmmvae.training.diagnose`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pyro_lmmvae.data import InstanceBatcher
+from pyro_lmmvae.training.diagnose import nonfinite_sources
 
 
 @dataclass
@@ -61,6 +63,23 @@ LOCAL_PARAMETERS = ("random_loc", "random_rho")
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when the training loss becomes NaN or infinite."""
+
+
+def _nonfinite_message(loss: nn.Module, batch, number: float, epoch: int, step: int) -> str:
+    """Where a non-finite loss came from, and what the caller keeps."""
+    where = ""
+    model, guide = getattr(loss, "model", None), getattr(loss, "guide", None)
+    if model is not None and guide is not None:
+        sources = nonfinite_sources(model, guide, batch)
+        where = (
+            f"; not finite: {', '.join(sources)}"
+            if sources
+            else "; every parameter and sample site is finite (the loss arithmetic overflowed)"
+        )
+    return (
+        f"loss is {number} at epoch {epoch}, step {step}{where}. The weights of the last good "
+        "step are kept. Check the data of that batch, lower the learning rate or set clip_norm."
+    )
 
 
 def train(
@@ -133,13 +152,18 @@ def train(
         total = 0.0
         for step, batch in enumerate(batcher):
             optimizer.zero_grad(set_to_none=True)
-            value = loss(batch)
+            try:
+                value = loss(batch)
+            except ValueError as err:  # a distribution rejected a NaN/inf argument
+                message = _nonfinite_message(loss, batch, float("nan"), epoch, step)
+                if "not finite:" not in message:
+                    raise
+                bar.close()
+                raise NonFiniteLossError(message) from err
             number = float(value.detach())  # the step's one host sync
             if not math.isfinite(number):
-                raise NonFiniteLossError(
-                    f"loss is {number} at epoch {epoch}, step {step}; the weights of the "
-                    "last good step are kept. Lower the learning rate or set clip_norm."
-                )
+                bar.close()
+                raise NonFiniteLossError(_nonfinite_message(loss, batch, number, epoch, step))
             value.backward()
             if clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, clip_norm)
