@@ -40,6 +40,11 @@ def nonfinite_sources(model: nn.Module, guide: nn.Module, batch: Batch) -> list[
         ``"guide site <name> (value)"`` / ``"model site <name> (log_prob)"`` for each sample site
         of the guide and the replayed model whose value or log-density has a NaN or infinity.
         Empty if everything is finite (the non-finite value arose in the loss arithmetic itself).
+
+    Raises
+    ------
+    Exception
+        Whatever running the guide or the model on the batch raises (e.g. a shape error).
     """
     found = []
     seen: set[int] = set()
@@ -51,11 +56,8 @@ def nonfinite_sources(model: nn.Module, guide: nn.Module, batch: Batch) -> list[
     # Without argument validation, so that a NaN reaches the site where it arises instead of
     # stopping the trace at the first distribution it is passed to.
     with torch.no_grad(), local_params(), pyro.validation_enabled(False):
-        try:
-            guide_trace = poutine.trace(guide).get_trace(batch)
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch)
-        except (ValueError, RuntimeError) as err:  # e.g. a distribution rejecting a NaN argument
-            return found + [f"tracing the batch failed: {err}"]
+        guide_trace = poutine.trace(guide).get_trace(batch)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch)
         for label, trace in (("guide", guide_trace), ("model", model_trace)):
             for name, site in trace.nodes.items():
                 if site["type"] != "sample":

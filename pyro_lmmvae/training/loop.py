@@ -154,8 +154,11 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             try:
                 value = loss(batch)
-            except ValueError as err:  # a distribution rejected a NaN/inf argument
-                message = _nonfinite_message(loss, batch, float("nan"), epoch, step)
+            except ValueError as err:  # e.g. a distribution rejecting a NaN/inf argument
+                try:
+                    message = _nonfinite_message(loss, batch, float("nan"), epoch, step)
+                except Exception:
+                    message = ""  # not a non-finite value: the original error stands
                 if "not finite:" not in message:
                     raise
                 bar.close()
