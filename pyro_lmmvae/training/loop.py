@@ -138,8 +138,9 @@ def train(
     history = history if history is not None else TrainingHistory()
     named = [(name, p) for name, p in loss.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
-    local = [p for name, p in named if name.rsplit(".", 1)[-1] in LOCAL_PARAMETERS]
-    groups = [{"params": [p for _, p in named if not any(p is q for q in local)]}]
+    is_local = [name.rsplit(".", 1)[-1] in LOCAL_PARAMETERS for name, _ in named]
+    local = [p for p, flag in zip(params, is_local, strict=True) if flag]
+    groups = [{"params": [p for p, flag in zip(params, is_local, strict=True) if not flag]}]
     if local:
         groups.append({"params": local, "lr": lr if local_lr is None else local_lr})
     optimizer = torch.optim.Adam(groups, lr=lr)
