@@ -79,8 +79,8 @@ class MeanFieldEffects(EffectMeans):
         """Means and variances of q(u_p) for the given groups; zero for ``-1`` (unseen)."""
         seen = groups >= 0
         safe = groups.clamp(min=0)
-        loc = self.random_loc[safe] * seen[:, None, None]
-        var = variance_from_rho(self.random_rho[safe]) * seen[:, None, None]
+        loc = self.instance_rows(self.random_loc, safe) * seen[:, None, None]
+        var = variance_from_rho(self.instance_rows(self.random_rho, safe)) * seen[:, None, None]
         return loc, var
 
     def forward(
@@ -100,8 +100,9 @@ class MeanFieldEffects(EffectMeans):
                 fixed = pyro.sample(FIXED_SITE, q.to_event(1))
         if self.n_random:
             with plates.instances, plates.latent:
-                loc = self.random_loc[batch.instances]
-                scale = variance_from_rho(self.random_rho[batch.instances]).sqrt()
+                loc = self.instance_rows(self.random_loc, batch.instances)
+                scale = variance_from_rho(self.instance_rows(self.random_rho, batch.instances))
+                scale = scale.sqrt()
                 random = pyro.sample(RANDOM_SITE, dist.Normal(loc, scale).to_event(1))
         return fixed, random
 

@@ -72,6 +72,36 @@ def linear_predictor(
     return eta
 
 
+class _SparseRowGather(torch.autograd.Function):
+    """``table[index]`` whose gradient is a sparse COO tensor holding only the gathered rows."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.table_shape = table.shape
+        return table.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (index,) = ctx.saved_tensors
+        rows = torch.sparse_coo_tensor(
+            index.unsqueeze(0), grad, ctx.table_shape, check_invariants=False
+        )
+        return rows, None
+
+
+def gather_table_rows(table: torch.Tensor, index: torch.Tensor, sparse: bool) -> torch.Tensor:
+    """Rows ``table[index]`` of a per-instance parameter table.
+
+    With ``sparse`` the gradient of ``table`` is a sparse tensor over the gathered rows only, so
+    a step costs O(batch) instead of O(P) (pair it with :class:`torch.optim.SparseAdam`);
+    otherwise it is the usual dense gradient.
+    """
+    if sparse and table.requires_grad and torch.is_grad_enabled():
+        return _SparseRowGather.apply(table, index)
+    return table[index]
+
+
 class EffectDims(LocalPyroModule):
     """Sizes of the effect matrices: L, Q_f, k and P (the base of every effects module).
 
@@ -87,6 +117,15 @@ class EffectDims(LocalPyroModule):
         self.n_fixed = n_fixed
         self.n_random = n_random
         self.n_groups = n_groups
+        self.sparse_grad = False
+
+    def instance_rows(self, table: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        """Rows of a per-instance table (P, ...) for ``groups``.
+
+        Their gradient is sparse when :attr:`sparse_grad` is set (the plain training loop sets
+        it; see :func:`gather_table_rows`).
+        """
+        return gather_table_rows(table, groups, getattr(self, "sparse_grad", False))
 
     @property
     def random_shape(self) -> tuple[int, int, int]:
@@ -285,7 +324,7 @@ class PointEffects(EffectMeans):
     def random_moments(self, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(u_p, 0) for the given groups; zero for ``-1`` (unseen)."""
         seen = (groups >= 0)[:, None, None]
-        loc = self.random_loc[groups.clamp(min=0)] * seen
+        loc = self.instance_rows(self.random_loc, groups.clamp(min=0)) * seen
         return loc, torch.zeros_like(loc)
 
     def predictor_moments(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -299,5 +338,5 @@ class PointEffects(EffectMeans):
         if self.n_random and bool((batch.instances < 0).any()):
             raise ValueError("rows of unseen instances (-1) have no random-effect estimate")
         fixed = self.fixed_loc if self.n_fixed else None
-        random = self.random_loc[batch.instances] if self.n_random else None
+        random = self.instance_rows(self.random_loc, batch.instances) if self.n_random else None
         return fixed, random

@@ -27,13 +27,20 @@ from pyro_lmmvae.effects import effects_inference_data
 from pyro_lmmvae.io import write_atomic
 from pyro_lmmvae.models import Likelihood
 from pyro_lmmvae.priors import EffectPrior
-from pyro_lmmvae.training.loop import TrainingHistory, train
+from pyro_lmmvae.training.checkpoint import (
+    CHECKPOINT_KEY,
+    TrainingState,
+    read_checkpoint,
+    write_checkpoint,
+)
+from pyro_lmmvae.training.loop import NonFiniteLossError, TrainingHistory, train
 from pyro_lmmvae.variants import VARIANTS, Objective, Variant, VariantOptions, build_pair
 
 FORMAT = "pyro_lmmvae.LMMVAE/2"
 PriorSpec = EffectPrior | dist.TorchDistribution | str | None
 Selection = Literal["objective", "prediction_mse"]
 PredictUnseen = Literal["error", "prior", "context"]
+KLEstimator = Literal["auto", "closed_form", "trace_mean_field"]
 
 __all__ = ["FORMAT", "LMMVAE", "VARIANTS"]
 
@@ -220,13 +227,21 @@ class LMMVAE:
         """The Pyro guide: a callable taking a :class:`~pyro_lmmvae.data.Batch`."""
         return self.pair.guide
 
-    def loss_module(self, num_particles: int = 1) -> nn.Module:
+    def loss_module(self, num_particles: int = 1, kl: KLEstimator = "auto") -> nn.Module:
         """The training loss (negative ELBO or GSNN objective) as a torch module.
 
         Use it in custom loops, Lightning or DDP; with ``num_particles > 1`` it averages several
-        Monte Carlo samples per estimate.
+        Monte Carlo samples per estimate (``kl="trace_mean_field"``). See :meth:`fit` for
+        ``kl``.
         """
-        return self.pair.loss_module(num_particles)
+        return self.pair.loss_module(num_particles, kl=self._kl_estimator(kl, num_particles))
+
+    def _kl_estimator(self, kl: KLEstimator, num_particles: int = 1) -> str:
+        """Resolve ``kl="auto"``: the closed form wherever it applies (see :meth:`fit`)."""
+        if kl != "auto":
+            return kl
+        closed = self.pair.closed_form_applies and num_particles == 1
+        return "closed_form" if closed else "trace_mean_field"
 
     def tensors(
         self,
@@ -269,6 +284,10 @@ class LMMVAE:
         device: str | torch.device = "cpu",
         progress: bool = True,
         seed: int = 0,
+        kl: KLEstimator = "auto",
+        sparse_updates: bool = True,
+        checkpoint: str | Path | None = None,
+        resume: bool = False,
     ) -> LMMVAE:
         """Train with SVI on :class:`~pyro.infer.TraceMeanField_ELBO` (ELBO or GSNN objective).
 
@@ -303,17 +322,59 @@ class LMMVAE:
             Show a progress bar.
         seed : int, default 0
             Seed of batching and Monte Carlo draws; the caller's global RNG state is restored.
+        kl : {"auto", "closed_form", "trace_mean_field"}, default "auto"
+            How the ELBO's KL terms are estimated. ``"trace_mean_field"``: Pyro's
+            :class:`~pyro.infer.TraceMeanField_ELBO`, analytic KLs given one draw of A per
+            step. ``"closed_form"`` (oLMM ELBO only): the expectation over q(A) of the latent
+            KL in closed form (spec §2), no draw of A, lower-variance gradients
+            (:class:`~pyro_lmmvae.training.loss.ClosedFormELBOLoss`). ``"auto"`` takes the
+            closed form wherever it applies (oLMM and CVAE ELBO with priors that sample no
+            hyper-parameters) and Pyro's estimator elsewhere; BENCHMARKS.md has the
+            measurements behind this default.
+        sparse_updates : bool, default True
+            Step the per-instance random-effect tables with lazy (sparse) Adam, so that a
+            step costs O(batch) whatever the number of instances; ``False`` uses one dense
+            Adam over every parameter (every row moves on every step, with momentum).
+        checkpoint : str or Path, optional
+            Write a checkpoint here after every epoch (atomically): model, guide, optimizer,
+            scheduler, random states, history and the estimator itself (design, options,
+            data), so :meth:`load` also reads it. A failed step never touches it.
+        resume : bool, default False
+            Continue from ``checkpoint`` if that file exists (otherwise start afresh): the fit
+            then reproduces the uninterrupted run exactly, up to ``max_epochs`` epochs in all.
+            The other arguments must be those of the interrupted fit.
 
         Returns
         -------
         LMMVAE
             ``self``, fitted.
+
+        Raises
+        ------
+        NonFiniteLossError
+            When the loss becomes NaN or infinite; the message names the epoch, the step and
+            the non-finite parameters and sample sites, and the last checkpoint written.
         """
         if select not in ("objective", "prediction_mse"):
             raise ValueError(f"select must be 'objective' or 'prediction_mse', got {select!r}")
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device='cuda' was requested but torch.cuda.is_available() is False")
+        kl = self._kl_estimator(kl)
+        settings = {
+            "batch_size": batch_size,
+            "lr": lr,
+            "lr_decay": lr_decay,
+            "local_lr": local_lr,
+            "validation": validation if isinstance(validation, float | None) else "given rows",
+            "select": select,
+            "patience": patience,
+            "clip_norm": clip_norm,
+            "seed": seed,
+            "kl": kl,
+            "sparse_updates": sparse_updates,
+        }
+        resume_state = self._resume_state(checkpoint, settings) if resume else None
         train_rows, val_tensors = self._split(validation, seed, device)
         self.to(device)
         train_tensors = self._row_subset(train_rows, device)
@@ -325,20 +386,50 @@ class LMMVAE:
             validate = None
             if val_tensors is not None:
                 validate = self._validator(val_tensors.full_batch(), train_tensors, select, seed)
-            self.history = train(
-                self.loss_module(),
-                batcher,
-                n_rows=len(train_tensors),
-                max_epochs=max_epochs,
-                lr=lr,
-                lr_decay=lr_decay,
-                local_lr=local_lr,
-                clip_norm=clip_norm,
-                validate=validate,
-                patience=patience,
-                progress=progress,
-            )
+            writer = _CheckpointWriter(self, checkpoint, settings) if checkpoint else None
+            try:
+                self.history = train(
+                    self.pair.loss_module(kl=kl),
+                    batcher,
+                    n_rows=len(train_tensors),
+                    max_epochs=max_epochs,
+                    lr=lr,
+                    lr_decay=lr_decay,
+                    local_lr=local_lr,
+                    clip_norm=clip_norm,
+                    validate=validate,
+                    patience=patience,
+                    progress=progress,
+                    sparse_updates=sparse_updates,
+                    on_epoch_end=writer,
+                    resume=resume_state,
+                )
+            except NonFiniteLossError as err:
+                if writer is None:
+                    raise
+                raise NonFiniteLossError(f"{err} {writer.describe()}") from err
         return self
+
+    def _resume_state(self, checkpoint, settings: dict) -> TrainingState | None:
+        """The training state to resume from, after checking it belongs to this fit."""
+        if checkpoint is None:
+            raise ValueError("resume=True needs checkpoint=: the file to resume from")
+        if not Path(checkpoint).exists():
+            return None
+        payload = read_checkpoint(checkpoint)
+        if payload.get("format") != FORMAT or payload.get("options") != self.options:
+            raise ValueError(f"{checkpoint} is a checkpoint of another model; cannot resume")
+        if payload.get("design").formula != self.design.formula:
+            raise ValueError(
+                f"{checkpoint} was written for the formula {payload['design'].formula!r}, "
+                f"not {self.design.formula!r}; cannot resume"
+            )
+        saved = payload.get("fit_settings", {})
+        differ = sorted(k for k in settings if saved.get(k) != settings[k])
+        if differ:
+            pairs = ", ".join(f"{k}={saved.get(k)!r} (now {settings[k]!r})" for k in differ)
+            raise ValueError(f"{checkpoint} was written by a fit with other settings: {pairs}")
+        return payload[CHECKPOINT_KEY]
 
     def _validator(self, val_batch: Batch, train_tensors: LongitudinalTensors, select, seed):
         if select == "objective":
@@ -390,6 +481,61 @@ class LMMVAE:
         """Move the model and guide to ``device``."""
         self.device = torch.device(device)
         self.pair.to(self.device)
+        return self
+
+    def fit_lightning(
+        self,
+        max_epochs: int = 200,
+        batch_size: int = 32,
+        *,
+        accelerator: str = "auto",
+        devices: int | str | list[int] = 1,
+        strategy: str | object = "auto",
+        **kwargs,
+    ) -> LMMVAE:
+        """Train with a PyTorch Lightning trainer, e.g. data-parallel (DDP) on several devices.
+
+        Needs the ``lightning`` extra (``pip install "pyro_lmmvae[lightning]"``). Trains on all
+        training rows, without validation, early stopping or best-weights selection (the last
+        epoch's weights are kept), with Adam and a per-epoch exponential learning-rate decay
+        as in :meth:`fit`. See :mod:`pyro_lmmvae.training.lightning`.
+
+        Parameters
+        ----------
+        max_epochs : int, default 200
+        batch_size : int, default 32
+            Instances per batch *per process*: under DDP with W processes a step uses
+            ``W * batch_size`` instances, and its averaged gradient equals the one-process
+            gradient with that global batch.
+        accelerator : str, default "auto"
+            Lightning accelerator (``"cpu"``, ``"gpu"``, ``"auto"``).
+        devices : int, str or list of int, default 1
+        strategy : str or lightning Strategy, default "auto"
+            E.g. ``"ddp"``: Lightning then runs the calling script again for each further
+            process, so call it from a script, not from an interactive session.
+        **kwargs
+            Passed to :func:`~pyro_lmmvae.training.lightning.fit_lightning`: ``lr``,
+            ``lr_decay``, ``local_lr``, ``seed`` (instance order and Monte Carlo draws),
+            ``num_nodes``, ``kl`` (as in :meth:`loss_module`), ``progress`` (default False),
+            ``optimizer``, and any :class:`lightning.Trainer` argument (``callbacks``,
+            ``logger``, ``precision``, ...).
+
+        Returns
+        -------
+        LMMVAE
+            ``self``, fitted; :attr:`history` holds the per-epoch training loss per row.
+        """
+        from pyro_lmmvae.training.lightning import fit_lightning  # imports lightning
+
+        fit_lightning(
+            self,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            **kwargs,
+        )
         return self
 
     # ------------------------------------------------------------------ outputs
@@ -691,7 +837,12 @@ class LMMVAE:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
         """Write the fitted estimator to ``path`` atomically (one file, ``torch.save``)."""
-        state = {
+        state = self._saved_state()
+        return write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+    def _saved_state(self) -> dict:
+        """What :meth:`save` writes (and every checkpoint holds)."""
+        return {
             "format": FORMAT,
             "options": self.options,
             "latent_dim": self.latent_dim,
@@ -703,13 +854,13 @@ class LMMVAE:
             "mask": self._mask,
             "history": self.history,
         }
-        return write_atomic(path, lambda tmp: torch.save(state, tmp))
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> LMMVAE:
-        """Load an estimator written by :meth:`save`.
+        """Load an estimator written by :meth:`save` (or a checkpoint written by :meth:`fit`).
 
-        The file is a pickle (it holds the networks): load only files you trust.
+        The file is a pickle (it holds the networks): load only files you trust. A checkpoint
+        loads with the weights of its last completed epoch.
         """
         state = torch.load(path, map_location="cpu", weights_only=False)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -735,4 +886,31 @@ class LMMVAE:
             f"LMMVAE({self.design.formula!r}, variant={self.variant!r}, "
             f"objective={self.objective!r}, latent_dim={self.latent_dim}, "
             f"obs_dim={self.obs_dim}, groups={self.design.n_groups})"
+        )
+
+
+class _CheckpointWriter:
+    """Writes the estimator and the training state of a fit after every epoch."""
+
+    def __init__(self, estimator: LMMVAE, path: str | Path, settings: dict) -> None:
+        self.estimator = estimator
+        self.path = Path(path)
+        self.settings = settings
+        self.epoch: int | None = None
+
+    def __call__(self, state: TrainingState) -> None:
+        payload = self.estimator._saved_state()
+        payload["history"] = TrainingHistory.from_dict(state.history)
+        payload["fit_settings"] = self.settings
+        payload[CHECKPOINT_KEY] = state
+        write_checkpoint(self.path, payload)
+        self.epoch = state.epoch
+
+    def describe(self) -> str:
+        """Which checkpoint survives a failed step."""
+        if self.epoch is None:
+            return f"No checkpoint was written to {self.path} in this fit."
+        return (
+            f"The checkpoint {self.path} is intact: it holds the state after {self.epoch} "
+            "completed epoch(s)."
         )

@@ -27,7 +27,12 @@ from pyro_lmmvae.data import Batch
 from pyro_lmmvae.models import LatentLMMModel, SLMMModel
 from pyro_lmmvae.objectives import expected_latent_kl, normal_kl
 from pyro_lmmvae.pyro_module import local_params
-from pyro_lmmvae.training.loss import ELBOLoss, LocalReparamGSNNLoss
+from pyro_lmmvae.training.loss import (
+    KL_ESTIMATORS,
+    ClosedFormELBOLoss,
+    ELBOLoss,
+    LocalReparamGSNNLoss,
+)
 
 #: What the GSNN objective does not give, said once for every error that needs it.
 GSNN_LIMITS = (
@@ -79,8 +84,40 @@ class VariationalPair(nn.Module):
         """q(A) (mean-field factors) or the point estimates of A: means and variances of A."""
         return self.guide.effects if self.guide.effects is not None else self.model.effects
 
-    def loss_module(self, num_particles: int = 1, vectorize_particles: bool = False) -> nn.Module:
-        """The training loss as a torch module (negative ELBO or negative GSNN objective)."""
+    @property
+    def closed_form_applies(self) -> bool:
+        """Whether ``kl="closed_form"`` applies: oLMM/CVAE ELBO, no hierarchical effect priors."""
+        try:
+            ClosedFormELBOLoss(self.model, self.guide)
+        except ValueError:
+            return False
+        return True
+
+    def loss_module(
+        self,
+        num_particles: int = 1,
+        vectorize_particles: bool = False,
+        kl: str = "trace_mean_field",
+    ) -> nn.Module:
+        """The training loss as a torch module (negative ELBO or negative GSNN objective).
+
+        Parameters
+        ----------
+        num_particles : int, default 1
+            Monte Carlo particles per estimate (``kl="trace_mean_field"`` only).
+        vectorize_particles : bool, default False
+        kl : {"trace_mean_field", "closed_form"}
+            :class:`~pyro_lmmvae.training.loss.ELBOLoss` (Pyro's
+            :class:`~pyro.infer.TraceMeanField_ELBO`, one draw of A per step) or
+            :class:`~pyro_lmmvae.training.loss.ClosedFormELBOLoss` (oLMM ELBO: the expected
+            latent KL over q(A) in closed form).
+        """
+        if kl not in KL_ESTIMATORS:
+            raise ValueError(f"kl must be one of {KL_ESTIMATORS}, got {kl!r}")
+        if kl == "closed_form":
+            if num_particles != 1:
+                raise ValueError("kl='closed_form' draws one z per row: num_particles must be 1")
+            return ClosedFormELBOLoss(self.model, self.guide)
         if self.local_reparam:
             return LocalReparamGSNNLoss(self.model, self.guide)
         return ELBOLoss(self.model, self.guide, num_particles, vectorize_particles)

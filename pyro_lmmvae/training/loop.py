@@ -1,24 +1,43 @@
-"""The plain training loop: one torch optimizer over the loss module's parameters.
+"""The plain training loop: torch optimizers over the loss module's parameters.
 
-Adam with exponential learning-rate decay stepped once per epoch (spec §8), a validation
-objective after every epoch, the best-validation weights restored at the end, a tqdm progress
-bar, and a NaN/inf guard that stops before a bad step is applied and names the parameters
-and sample sites that are not finite (:mod:`pyro_lmmvae.training.diagnose`).
+Adam with exponential learning-rate decay stepped once per epoch (spec §8), lazy (sparse) Adam
+updates of the per-instance random-effect tables so that a step costs O(batch)
+(:mod:`~pyro_lmmvae.training.optim`), distribution-argument validation on the first step only,
+a validation objective after every epoch, the best-validation weights restored at the end, an
+exact-resume training state after every epoch (:mod:`~pyro_lmmvae.training.checkpoint`), a tqdm
+progress bar, and a NaN/inf guard that stops before a bad step is applied and names the
+parameters and sample sites that are not finite (:mod:`pyro_lmmvae.training.diagnose`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
+import pyro
+import pyro.infer
 from torch import nn
 from tqdm.auto import tqdm
 
-from pyro_lmmvae.data import InstanceBatcher
+from pyro_lmmvae.data import Batch, InstanceBatcher
+from pyro_lmmvae.training.checkpoint import RandomState, TrainingState
 from pyro_lmmvae.training.diagnose import nonfinite_sources
+from pyro_lmmvae.training.optim import (
+    LOCAL_PARAMETERS,
+    FitOptimizer,
+    sparse_instance_gradients,
+)
+
+__all__ = [
+    "LOCAL_PARAMETERS",
+    "NonFiniteLossError",
+    "TrainingHistory",
+    "optimisation_step",
+    "train",
+]
 
 
 @dataclass
@@ -47,6 +66,16 @@ class TrainingHistory:
         """The validation objective of the kept weights."""
         return self.val_loss[self.best_epoch] if self.val_loss else None
 
+    @classmethod
+    def from_dict(cls, record: dict) -> TrainingHistory:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            train_loss=list(record["train_loss"]),
+            val_loss=list(record["val_loss"]),
+            lr=list(record["lr"]),
+            best_epoch=int(record["best_epoch"]),
+        )
+
     def to_dict(self) -> dict:
         """A JSON-serialisable copy."""
         return {
@@ -55,10 +84,6 @@ class TrainingHistory:
             "lr": self.lr,
             "best_epoch": self.best_epoch,
         }
-
-
-LOCAL_PARAMETERS = ("random_loc", "random_rho")
-"""Names of the per-instance parameters (one row per instance): the ``local_lr`` group."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -82,6 +107,62 @@ def _nonfinite_message(loss: nn.Module, batch, number: float, epoch: int, step: 
     )
 
 
+class _NonFiniteValue(ArithmeticError):
+    """The loss of a step was NaN or infinite (carries the value)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+def optimisation_step(
+    loss: nn.Module,
+    optimizer: FitOptimizer,
+    batch: Batch,
+    *,
+    clip_norm: float | None = None,
+) -> float:
+    """One step of a fit: loss, finiteness check, backward, clipping, update.
+
+    The loop's hot path, exposed for benchmarks and custom loops. Run it under
+    :func:`~pyro_lmmvae.training.optim.sparse_instance_gradients` when ``optimizer.sparse``.
+
+    Returns
+    -------
+    float
+        The loss value of the batch (the step's one host synchronisation).
+
+    Raises
+    ------
+    ArithmeticError
+        If the loss is not finite; no parameter has been changed then.
+    """
+    optimizer.zero_grad()
+    value = loss(batch)
+    number = float(value.detach())
+    if not math.isfinite(number):
+        raise _NonFiniteValue(number)
+    value.backward()
+    if clip_norm is not None:
+        optimizer.clip_grad_norm(clip_norm)
+    optimizer.step()
+    return number
+
+
+def _failure_message(err: Exception, loss, batch: Batch, epoch: int, step: int) -> str:
+    """The NonFiniteLossError message of a failed step; re-raises errors of other causes."""
+    if isinstance(err, _NonFiniteValue):
+        return _nonfinite_message(loss, batch, err.value, epoch, step)
+    # A ValueError, e.g. a distribution rejecting a NaN/inf argument on a validated step.
+    try:
+        message = _nonfinite_message(loss, batch, float("nan"), epoch, step)
+    except Exception:
+        message = ""  # not a non-finite value: the original error stands
+    if "not finite:" not in message:
+        raise err
+    return message
+
+
 def train(
     loss: nn.Module,
     batcher: InstanceBatcher,
@@ -96,6 +177,9 @@ def train(
     patience: int | None = None,
     progress: bool = True,
     history: TrainingHistory | None = None,
+    sparse_updates: bool = True,
+    on_epoch_end: Callable[[TrainingState], None] | None = None,
+    resume: TrainingState | None = None,
 ) -> TrainingHistory:
     """Minimise ``loss(batch)`` over epochs of instance batches.
 
@@ -108,6 +192,7 @@ def train(
     n_rows : int
         Number of training rows N; losses are reported per row.
     max_epochs : int
+        Total number of epochs, those of ``resume`` included.
     lr : float, default 1e-3
         Adam learning rate.
     lr_decay : float, default 0.99
@@ -116,8 +201,8 @@ def train(
         Learning rate of the per-instance parameters (:data:`LOCAL_PARAMETERS`: the random
         effects' means and variances), ``lr`` by default. An instance's parameters are updated
         only in the one batch per epoch that holds it, and an Adam step moves a parameter by
-        about its learning rate, so with ``lr`` they move at most about
-        ``lr / (1 - lr_decay)`` in total (0.1 with the defaults); see BENCHMARKS.md.
+        about its learning rate, so with ``lr`` they move little over a fit (about
+        ``lr / (1 - lr_decay)`` in total with dense Adam; see BENCHMARKS.md).
     clip_norm : float, optional
         Clip the gradient norm to this value.
     validate : callable, optional
@@ -128,6 +213,16 @@ def train(
         Show a tqdm progress bar.
     history : TrainingHistory, optional
         A history to append to.
+    sparse_updates : bool, default True
+        Gather the per-instance tables with sparse gradients and step them with lazy Adam
+        (:class:`torch.optim.SparseAdam`), so that a step's cost does not grow with the number
+        of instances; ``False`` steps them with the dense Adam (every row, every step).
+    on_epoch_end : callable, optional
+        Called with the :class:`~pyro_lmmvae.training.checkpoint.TrainingState` after every
+        completed epoch (e.g. to write a checkpoint).
+    resume : TrainingState, optional
+        Continue a fit from this state: weights, optimizer, history and random states are
+        restored, and training runs from its epoch to ``max_epochs``.
 
     Returns
     -------
@@ -135,64 +230,72 @@ def train(
     """
     if max_epochs < 1:
         raise ValueError(f"max_epochs must be at least 1, got {max_epochs}")
+    optimizer = FitOptimizer(loss, lr, lr_decay, local_lr, sparse=sparse_updates)
     history = history if history is not None else TrainingHistory()
-    named = [(name, p) for name, p in loss.named_parameters() if p.requires_grad]
-    params = [p for _, p in named]
-    is_local = [name.rsplit(".", 1)[-1] in LOCAL_PARAMETERS for name, _ in named]
-    local = [p for p, flag in zip(params, is_local, strict=True) if flag]
-    groups = [{"params": [p for p, flag in zip(params, is_local, strict=True) if not flag]}]
-    if local:
-        groups.append({"params": local, "lr": lr if local_lr is None else local_lr})
-    optimizer = torch.optim.Adam(groups, lr=lr)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
-    best_state = None
-    best_val = math.inf
-    stale = 0
-    bar = tqdm(range(max_epochs), disable=not progress, desc="fit", unit="epoch")
-    for epoch in bar:
-        total = 0.0
-        for step, batch in enumerate(batcher):
-            optimizer.zero_grad(set_to_none=True)
-            try:
-                value = loss(batch)
-            except ValueError as err:  # e.g. a distribution rejecting a NaN/inf argument
+    best_state, best_val, stale, start = None, math.inf, 0, 0
+    if resume is not None:
+        loss.load_state_dict(resume.weights)
+        optimizer.load_state_dict(resume.optimizer)
+        history = TrainingHistory.from_dict(resume.history)
+        best_state, best_val, stale = resume.best_weights, resume.best_val, resume.stale
+        start = resume.epoch
+        resume.random.restore(batcher.generator)
+    validating = pyro.infer.is_validation_enabled()
+    sparse = sparse_instance_gradients(loss) if optimizer.sparse else contextlib.nullcontext()
+    stopped = patience is not None and stale >= patience
+    bar = tqdm(
+        range(start, max_epochs if not stopped else start),
+        disable=not progress,
+        desc="fit",
+        unit="epoch",
+    )
+    # Distribution arguments are validated on the first step only: they are the same
+    # computation on every later step, and validation costs a large share of a small step.
+    with sparse, pyro.validation_enabled(False):
+        for epoch in bar:
+            total = 0.0
+            for step, batch in enumerate(batcher):
                 try:
-                    message = _nonfinite_message(loss, batch, float("nan"), epoch, step)
-                except Exception:
-                    message = ""  # not a non-finite value: the original error stands
-                if "not finite:" not in message:
-                    raise
-                bar.close()
-                raise NonFiniteLossError(message) from err
-            number = float(value.detach())  # the step's one host sync
-            if not math.isfinite(number):
-                bar.close()
-                raise NonFiniteLossError(_nonfinite_message(loss, batch, number, epoch, step))
-            value.backward()
-            if clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, clip_norm)
-            optimizer.step()
-            total += number / batch.scale
-        history.lr.append(scheduler.get_last_lr()[0])
-        scheduler.step()
-        history.train_loss.append(total / n_rows)
-        postfix = {"train": f"{history.train_loss[-1]:.4g}"}
-        if validate is not None:
-            val = float(validate())
-            history.val_loss.append(val)
-            postfix["val"] = f"{val:.4g}"
-            if val < best_val:
-                best_val = val
-                history.best_epoch = len(history.val_loss) - 1
-                best_state = copy.deepcopy(loss.state_dict())
-                stale = 0
+                    with pyro.validation_enabled(validating and epoch == start and step == 0):
+                        number = optimisation_step(loss, optimizer, batch, clip_norm=clip_norm)
+                except (ValueError, _NonFiniteValue) as err:
+                    message = _failure_message(err, loss, batch, epoch, step)
+                    bar.close()
+                    raise NonFiniteLossError(message) from err
+                total += number / batch.scale
+            history.lr.append(optimizer.lr)
+            optimizer.end_epoch()
+            history.train_loss.append(total / n_rows)
+            postfix = {"train": f"{history.train_loss[-1]:.4g}"}
+            if validate is not None:
+                val = float(validate())
+                history.val_loss.append(val)
+                postfix["val"] = f"{val:.4g}"
+                if val < best_val:
+                    best_val = val
+                    history.best_epoch = len(history.val_loss) - 1
+                    best_state = copy.deepcopy(loss.state_dict())
+                    stale = 0
+                else:
+                    stale += 1
             else:
-                stale += 1
-        else:
-            history.best_epoch = len(history.train_loss) - 1
-        bar.set_postfix(postfix)
-        if patience is not None and stale >= patience:
-            break
+                history.best_epoch = len(history.train_loss) - 1
+            bar.set_postfix(postfix)
+            if on_epoch_end is not None:
+                on_epoch_end(
+                    TrainingState(
+                        epoch=epoch + 1,
+                        weights=copy.deepcopy(loss.state_dict()),
+                        optimizer=copy.deepcopy(optimizer.state_dict()),
+                        history=copy.deepcopy(history.to_dict()),
+                        random=RandomState.capture(batcher.generator),
+                        best_weights=best_state,
+                        best_val=best_val,
+                        stale=stale,
+                    )
+                )
+            if patience is not None and stale >= patience:
+                break
     bar.close()
     if best_state is not None:
         loss.load_state_dict(best_state)

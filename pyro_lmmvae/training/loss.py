@@ -5,6 +5,9 @@
 Monte Carlo otherwise), evaluated with module-local parameters. Because it is an ordinary module
 whose ``parameters()`` are those of the model and the guide, the same object drives a plain
 torch optimizer loop, a Lightning module or DDP (compare Pyro's ``examples/svi_lightning.py``).
+
+:class:`ClosedFormELBOLoss` is the same oLMM objective with the expectation over q(A) of the
+latent KL in closed form (spec §2, ``kl="closed_form"``): no draw of A, lower-variance gradients.
 """
 
 from __future__ import annotations
@@ -12,9 +15,15 @@ from __future__ import annotations
 import torch
 from pyro.infer import TraceMeanField_ELBO
 from torch import nn
+from torch.distributions import kl_divergence
 
 from pyro_lmmvae.data import Batch
+from pyro_lmmvae.objectives import expected_latent_kl
+from pyro_lmmvae.priors import is_hierarchical
 from pyro_lmmvae.pyro_module import local_params
+
+KL_ESTIMATORS = ("trace_mean_field", "closed_form")
+"""How the ELBO's KL terms are estimated: ``kl=`` of :meth:`~pyro_lmmvae.LMMVAE.fit`."""
 
 
 class ELBOLoss(nn.Module):
@@ -102,5 +111,108 @@ class LocalReparamGSNNLoss(nn.Module):
             log_lik = (self.model.likelihood(params).log_prob(batch.y) * batch.mask).sum()
             loss = -batch.scale * log_lik
             if self.effects_kl is not None:
+                loss = loss + self.effects_kl(batch)
+            return loss
+
+
+def prior_kl(q: torch.distributions.Distribution, prior: torch.distributions.Distribution):
+    """``KL(q || prior)`` summed: analytic where torch registers the pair, else one draw of q.
+
+    The one-draw estimate ``log q(a) - log p(a)`` is unbiased, so the loss stays unbiased for
+    priors without a registered KL (e.g. Laplace).
+    """
+    try:
+        return kl_divergence(q, prior).sum()
+    except NotImplementedError:
+        draw = q.rsample()
+        return (q.log_prob(draw) - prior.log_prob(draw)).sum()
+
+
+class ClosedFormELBOLoss(nn.Module):
+    """Negative oLMM ELBO with the expected latent KL in closed form (spec §2).
+
+    With one reparameterised ``z_i ~ q_phi(z_i | y_i)`` per row and no draw of A::
+
+        loss = (P/B) sum_i [ E_q(A) KL(q(z_i) || N(eta_i, sigma_z^2 I)) - log p(y_i | z_i) ]
+               + KL(q(A_f) || p(A_f)) + (P/B) sum_p KL(q(u_p) || p(u_p))
+
+    where ``E_q(A) KL_i = ½ Σ_l [log σ_z² − log σ²_il + (σ²_il + (μ_il − (M x̄_i)_l)² +
+    (V(x̄_i ⊙ x̄_i))_l)/σ_z² − 1]``. Its expectation equals that of
+    :class:`~pyro.infer.TraceMeanField_ELBO` (which draws A once per step and takes the KL given
+    the draw); only the Monte Carlo noise of A is gone. Effect-prior KLs are analytic for
+    priors with a registered KL (Normal, the learned-scale and spectral priors) and one-draw
+    estimates otherwise. Pure torch: no Pyro trace is built.
+
+    Parameters
+    ----------
+    model : OLMMModel
+        An oLMM (or CVAE / plain VAE) model trained with the ELBO.
+    guide : OLMMGuide
+        Its guide: the amortized encoder and q(A) (or no q(A) with point-estimate effects).
+
+    Raises
+    ------
+    ValueError
+        For the sLMM-VAE (A enters its likelihood, so E_q(A) has no closed form there), the
+        GSNN objective (no latent KL) and priors that sample hyper-parameters of their own.
+    """
+
+    def __init__(self, model: nn.Module, guide: nn.Module) -> None:
+        super().__init__()
+        if getattr(model, "gsnn", False) or getattr(guide, "encoder", None) is None:
+            raise ValueError(
+                "kl='closed_form' is the oLMM ELBO's expected latent KL; the GSNN objective has "
+                "no latent KL (use local_reparam=True for its low-variance loss)"
+            )
+        if hasattr(guide, "offsets"):
+            raise ValueError(
+                "kl='closed_form' applies to the oLMM-VAE: in the sLMM-VAE the effects enter "
+                "the likelihood through z_i = eta_i + eps_p, so E_q(A) has no closed form; its "
+                "default loss already takes KL(q(eps_p) || p(eps_p)) analytically"
+            )
+        effects = model.effects
+        if guide.effects is not None:
+            for name, shape in (
+                ("fixed_prior", (effects.latent_dim, effects.n_fixed)),
+                ("random_prior", (1, effects.latent_dim, effects.n_random)),
+            ):
+                with local_params():
+                    hierarchical = shape[-1] and is_hierarchical(getattr(effects, name), shape)
+                if hierarchical:
+                    raise ValueError(
+                        f"kl='closed_form' needs a {name} without sample sites of its own; this "
+                        "one draws hyper-parameters: use kl='trace_mean_field'"
+                    )
+        self.model = model
+        self.guide = guide
+
+    def effects_kl(self, batch: Batch) -> torch.Tensor:
+        """``KL(q(A_f) || p(A_f)) + (P/B) sum_p KL(q(u_p) || p(u_p))`` of the batch."""
+        priors, q = self.model.effects, self.guide.effects
+        total = batch.y.new_zeros(())
+        if q.n_fixed:
+            loc, var = q.fixed_moments()
+            prior = priors.fixed_prior(tuple(loc.shape))
+            total = total + prior_kl(torch.distributions.Normal(loc, var.sqrt()), prior)
+        if q.n_random:
+            loc, var = q.random_moments(batch.instances)
+            prior = priors.random_prior(tuple(loc.shape))
+            kl = prior_kl(torch.distributions.Normal(loc, var.sqrt()), prior)
+            total = total + batch.scale * kl
+        return total
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Negative ELBO estimate for the batch (per-instance terms scaled by P/B)."""
+        model, guide = self.model, self.guide
+        with local_params():
+            estimates = guide.effects if guide.effects is not None else model.effects
+            mean, var = estimates.predictor_moments(batch)
+            loc, scale = guide.encoder.encode(batch)
+            z = loc + scale * torch.randn_like(loc)
+            latent_kl = expected_latent_kl(loc, scale, mean, var, model.latent_scale()).sum()
+            params = model.decode(z, batch)
+            log_lik = (model.likelihood(params).log_prob(batch.y) * batch.mask).sum()
+            loss = batch.scale * (latent_kl - log_lik)
+            if guide.effects is not None:
                 loss = loss + self.effects_kl(batch)
             return loss
