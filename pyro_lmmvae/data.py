@@ -243,6 +243,7 @@ class InstanceBatcher:
         self._ids = ids
         self._counts = counts
         self._starts = torch.cumsum(counts, 0) - counts
+        self._host_counts = counts.cpu()
 
     @property
     def n_instances(self) -> int:
@@ -252,13 +253,23 @@ class InstanceBatcher:
     def __len__(self) -> int:
         return -(-self.n_instances // self.batch_size)
 
-    def batch(self, positions: torch.Tensor) -> Batch:
-        """The batch of the instances at ``positions`` (indices into the instance list)."""
+    def batch(self, positions: torch.Tensor, n_rows: int | None = None) -> Batch:
+        """The batch of the instances at ``positions`` (indices into the instance list).
+
+        ``n_rows``, the number of rows of those instances, spares a device-to-host read when
+        the caller knows it (as :meth:`__iter__` does): on a GPU the batch is then built
+        without synchronising with the host.
+        """
         counts = self._counts[positions]
         starts = self._starts[positions]
-        local = torch.repeat_interleave(torch.arange(len(positions), device=counts.device), counts)
-        offsets = torch.arange(int(counts.sum()), device=counts.device) - torch.repeat_interleave(
-            torch.cumsum(counts, 0) - counts, counts
+        if n_rows is None:
+            n_rows = int(counts.sum())
+        device = counts.device
+        local = torch.repeat_interleave(
+            torch.arange(len(positions), device=device), counts, output_size=n_rows
+        )
+        offsets = torch.arange(n_rows, device=device) - torch.repeat_interleave(
+            torch.cumsum(counts, 0) - counts, counts, output_size=n_rows
         )
         rows = self._order[starts[local] + offsets]
         t = self.tensors
@@ -276,8 +287,11 @@ class InstanceBatcher:
     def __iter__(self) -> Iterator[Batch]:
         n = self.n_instances
         if self.shuffle:
-            perm = torch.randperm(n, generator=self.generator).to(self._ids.device)
+            order = torch.randperm(n, generator=self.generator)
         else:
-            perm = torch.arange(n, device=self._ids.device)
+            order = torch.arange(n)
+        device_order = order.to(self._ids.device)  # one host-to-device copy per epoch
         for start in range(0, n, self.batch_size):
-            yield self.batch(perm[start : start + self.batch_size])
+            chunk = slice(start, start + self.batch_size)
+            n_rows = int(self._host_counts[order[chunk]].sum())
+            yield self.batch(device_order[chunk], n_rows)
