@@ -518,6 +518,8 @@ def _fit_and_evaluate(
         lr=float(training.get("lr", 1e-3)),
         lr_decay=float(training.get("lr_decay", 0.99)),
         local_lr=training.get("local_lr"),
+        kl=training.get("kl", "auto"),
+        sparse_updates=bool(training.get("sparse_updates", True)),
         validation=(val.data, val.y, val.mask),
         patience=training.get("patience"),
         device=device,
