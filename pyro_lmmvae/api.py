@@ -300,8 +300,8 @@ class LMMVAE:
             Adam learning rate and its per-epoch exponential decay.
         local_lr : float, optional
             Learning rate of the per-instance random-effect parameters (``lr`` by default).
-            Each instance is in one batch per epoch, so with Adam its parameters move at most
-            about ``lr / (1 - lr_decay)`` over the whole fit (0.1 with the defaults); raise
+            Each instance is in one batch per epoch, so Adam moves its parameters by at most
+            about ``3 lr`` per epoch (about 0.2 over 100 epochs with the defaults); raise
             ``local_lr`` (e.g. ``lr`` times the number of batches per epoch) when the random
             effects must move further. Decays with ``lr_decay`` like ``lr``.
         validation : float, tuple or None, default 0.2

@@ -200,9 +200,9 @@ def train(
     local_lr : float, optional
         Learning rate of the per-instance parameters (:data:`LOCAL_PARAMETERS`: the random
         effects' means and variances), ``lr`` by default. An instance's parameters are updated
-        only in the one batch per epoch that holds it, and an Adam step moves a parameter by
-        about its learning rate, so with ``lr`` they move little over a fit (about
-        ``lr / (1 - lr_decay)`` in total with dense Adam; see BENCHMARKS.md).
+        only in the one batch per epoch that holds it, and Adam moves a parameter by at most
+        about ``3 lr`` per epoch then, so with ``lr`` they move little over a fit (see
+        BENCHMARKS.md).
     clip_norm : float, optional
         Clip the gradient norm to this value.
     validate : callable, optional
