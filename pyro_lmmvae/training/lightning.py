@@ -61,8 +61,8 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from pyro_lmmvae.data import Batch, InstanceBatcher, LongitudinalTensors
-from pyro_lmmvae.training.diagnose import nonfinite_sources
-from pyro_lmmvae.training.loop import LOCAL_PARAMETERS, NonFiniteLossError, TrainingHistory
+from pyro_lmmvae.training.loop import NonFiniteLossError, TrainingHistory, nonfinite_message
+from pyro_lmmvae.training.optim import instance_tables
 
 __all__ = [
     "InstanceCollate",
@@ -256,13 +256,13 @@ class LMMVAELightningModule(L.LightningModule):
         return self.data.dataloader(self.trainer.world_size, self.trainer.global_rank)
 
     def configure_optimizers(self):
-        named = [(name, p) for name, p in self.loss.named_parameters() if p.requires_grad]
-        is_local = [name.rsplit(".", 1)[-1] in LOCAL_PARAMETERS for name, _ in named]
-        groups = [{"params": [p for (_, p), flag in zip(named, is_local, strict=True) if not flag]}]
-        local = [p for (_, p), flag in zip(named, is_local, strict=True) if flag]
-        if local:
+        tables = instance_tables(self.loss)
+        table_ids = {id(p) for p in tables}
+        shared = [p for p in self.loss.parameters() if p.requires_grad and id(p) not in table_ids]
+        groups = [{"params": shared}]
+        if tables:
             groups.append(
-                {"params": local, "lr": self.lr if self.local_lr is None else self.local_lr}
+                {"params": tables, "lr": self.lr if self.local_lr is None else self.local_lr}
             )
         optimizer = self.optimizer_factory(groups, lr=self.lr)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.lr_decay)
@@ -335,21 +335,10 @@ class LMMVAELightningModule(L.LightningModule):
 
     def _diagnosis(self, batch: Batch, number: float, step: int) -> str:
         """The error message of a non-finite loss, naming what is not finite."""
-        where = ""
-        model, guide = getattr(self.loss, "model", None), getattr(self.loss, "guide", None)
-        if model is not None and guide is not None:
-            try:
-                sources = nonfinite_sources(model, guide, batch)
-            except Exception:
-                sources = None
-            if sources:
-                where = f"; not finite: {', '.join(sources)}"
-            elif sources is not None:
-                where = "; every parameter and sample site is finite (the loss overflowed)"
-        return (
-            f"loss is {number} at epoch {self.current_epoch}, step {step}{where}. The weights of "
-            "the last good step are kept. Check the data of that batch or lower the learning rate."
-        )
+        try:
+            return nonfinite_message(self.loss, batch, number, self.current_epoch, step)
+        except Exception:  # the diagnosis itself failed: say what is known
+            return f"loss is {number} at epoch {self.current_epoch}, step {step}"
 
     def on_train_epoch_end(self) -> None:
         total = self._epoch_total

@@ -35,6 +35,7 @@ __all__ = [
     "LOCAL_PARAMETERS",
     "NonFiniteLossError",
     "TrainingHistory",
+    "nonfinite_message",
     "optimisation_step",
     "train",
 ]
@@ -90,8 +91,12 @@ class NonFiniteLossError(FloatingPointError):
     """Raised when the training loss becomes NaN or infinite."""
 
 
-def _nonfinite_message(loss: nn.Module, batch, number: float, epoch: int, step: int) -> str:
-    """Where a non-finite loss came from, and what the caller keeps."""
+def nonfinite_message(loss: nn.Module, batch, number: float, epoch: int, step: int) -> str:
+    """The error message of a non-finite loss: where it came from, and what the caller keeps.
+
+    ``epoch`` and ``step`` are 0-based; the sources come from
+    :func:`~pyro_lmmvae.training.diagnose.nonfinite_sources` (whatever it raises propagates).
+    """
     where = ""
     model, guide = getattr(loss, "model", None), getattr(loss, "guide", None)
     if model is not None and guide is not None:
@@ -152,10 +157,10 @@ def optimisation_step(
 def _failure_message(err: Exception, loss, batch: Batch, epoch: int, step: int) -> str:
     """The NonFiniteLossError message of a failed step; re-raises errors of other causes."""
     if isinstance(err, _NonFiniteValue):
-        return _nonfinite_message(loss, batch, err.value, epoch, step)
+        return nonfinite_message(loss, batch, err.value, epoch, step)
     # A ValueError, e.g. a distribution rejecting a NaN/inf argument on a validated step.
     try:
-        message = _nonfinite_message(loss, batch, float("nan"), epoch, step)
+        message = nonfinite_message(loss, batch, float("nan"), epoch, step)
     except Exception:
         message = ""  # not a non-finite value: the original error stands
     if "not finite:" not in message:
