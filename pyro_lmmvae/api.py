@@ -289,7 +289,7 @@ class LMMVAE:
         checkpoint: str | Path | None = None,
         resume: bool = False,
     ) -> LMMVAE:
-        """Train with SVI on :class:`~pyro.infer.TraceMeanField_ELBO` (ELBO or GSNN objective).
+        """Train by stochastic variational inference (ELBO or GSNN objective, see ``kl``).
 
         Parameters
         ----------
