@@ -385,7 +385,7 @@ class LMMVAE:
             batcher = InstanceBatcher(train_tensors, batch_size, generator)
             validate = None
             if val_tensors is not None:
-                validate = self._validator(val_tensors.full_batch(), train_tensors, select, seed)
+                validate = self._validator(val_tensors, train_tensors, select, seed)
             writer = _CheckpointWriter(self, checkpoint, settings) if checkpoint else None
             try:
                 self.history = train(
@@ -431,23 +431,34 @@ class LMMVAE:
             raise ValueError(f"{checkpoint} was written by a fit with other settings: {pairs}")
         return payload[CHECKPOINT_KEY]
 
-    def _validator(self, val_batch: Batch, train_tensors: LongitudinalTensors, select, seed):
+    def _validator(
+        self, val_tensors: LongitudinalTensors, train_tensors: LongitudinalTensors, select, seed
+    ):
+        chunks = val_tensors.chunks()
+        n_rows = len(val_tensors)
         if select == "objective":
 
             def validate() -> float:
                 with torch.no_grad():
                     g = torch.Generator().manual_seed(seed)
-                    return float(self.pair.validation_objective(val_batch, g))
+                    total = sum(
+                        float(self.pair.validation_objective(chunk, g)) * chunk.n_rows
+                        for chunk in chunks
+                    )
+                    return total / n_rows
 
             return validate
 
         def validate_mse() -> float:
             with torch.no_grad():
                 offsets = self._offset_table(train_tensors)
-                pred = self.pair.predict(val_batch, self._row_offsets(offsets, val_batch))
-                mask = val_batch.mask.to(pred.dtype)
-                row_mse = ((pred - val_batch.y).square() * mask).sum(-1) / mask.sum(-1)
-                return float(row_mse.mean())
+                total = 0.0
+                for chunk in chunks:
+                    pred = self.pair.predict(chunk, self._row_offsets(offsets, chunk))
+                    mask = chunk.mask.to(pred.dtype)
+                    row_mse = ((pred - chunk.y).square() * mask).sum(-1) / mask.sum(-1)
+                    total += float(row_mse.sum())
+                return total / n_rows
 
         return validate_mse
 
@@ -712,9 +723,9 @@ class LMMVAE:
         """
         table = torch.zeros(self.design.n_groups, self.latent_dim, device=self.device)
         if self.variant == "slmm" and not self.pair.gsnn:
-            batch = (tensors if tensors is not None else self.tensors()).full_batch()
-            seen = batch.instances >= 0
-            table[batch.instances[seen]] = self.pair.instance_offsets(batch)[seen]
+            for batch in (tensors if tensors is not None else self.tensors()).chunks():
+                seen = batch.instances >= 0
+                table[batch.instances[seen]] = self.pair.instance_offsets(batch)[seen]
         return table
 
     @staticmethod

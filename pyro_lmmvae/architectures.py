@@ -113,13 +113,14 @@ def _fc(widths: list[int], activation: type[nn.Module], final: nn.Module | None)
 
 def _health_encoder(latent_dim: int, channels: int, n_covariates: int) -> nn.Module:
     """Table 9 encoder: conv3x3 16 + pool, conv3x3 32 + pool (32x9x9), FC 300, 30, 2L."""
+    # max-pool then ReLU equals ReLU then max-pool (ReLU is monotone), on a quarter of the values
     trunk = nn.Sequential(
         nn.Conv2d(channels, 16, 3, stride=1, padding=1),
-        nn.ReLU(),
         nn.MaxPool2d(2),
+        nn.ReLU(),
         nn.Conv2d(16, 32, 3, stride=1, padding=1),
-        nn.ReLU(),
         nn.MaxPool2d(2),
+        nn.ReLU(),
     )
     head = nn.Sequential(
         nn.Linear(32 * 9 * 9 + n_covariates, 300),

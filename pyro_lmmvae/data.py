@@ -209,6 +209,28 @@ class LongitudinalTensors:
         """All rows as one batch with scale 1."""
         return self.rows(torch.arange(len(self), device=self.device))
 
+    def chunks(self, max_rows: int = 1024) -> list[Batch]:
+        """All rows as batches of whole instances of about ``max_rows`` rows, scale 1.
+
+        For evaluation in bounded memory: large convolutional batches are slower per row than
+        moderate ones (allocation and cache misses), and their activations may not fit. An
+        instance starts in the chunk its first row falls in, so a chunk exceeds ``max_rows`` by
+        less than one instance.
+        """
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+        order = torch.argsort(self.instance, stable=True)
+        _, counts = self._instance_counts()
+        starts = (torch.cumsum(counts, 0) - counts).cpu()
+        first_of_chunk = torch.unique_consecutive(starts // max_rows, return_counts=True)[1]
+        bounds = torch.cumsum(first_of_chunk, 0).tolist()
+        row_bounds = [0] + [int(starts[b]) for b in bounds[:-1]] + [len(self)]
+        total = int(counts.numel())
+        return [
+            self.rows(order[a:b], n_instances_total=total)
+            for a, b in zip(row_bounds[:-1], row_bounds[1:], strict=True)
+        ]
+
 
 class InstanceBatcher:
     """Iterates over batches of whole instances, drawn without replacement.

@@ -1,4 +1,4 @@
-"""Device placement: batches built without host round trips; a CUDA fit keeps tensors there.
+"""Batches: built without host round trips, evaluation chunks, and a CUDA fit's placement.
 
 The CUDA tests need a GPU and are skipped on CPU-only machines (CI); run them where one is.
 """
@@ -43,6 +43,22 @@ def test_batches_from_known_row_counts_equal_counted_ones(data):
             assert torch.equal(getattr(batch, name), getattr(counted, name)), name
         seen.append(batch.instances)
     assert torch.equal(torch.sort(torch.cat(seen)).values, batcher._ids)
+
+
+@pytest.mark.parametrize("max_rows", [1, 7, 50, 10**6])
+def test_evaluation_chunks_cover_every_row_once_in_whole_instances(data, max_rows):
+    tensors = _estimator(data).tensors()
+    chunks = tensors.chunks(max_rows)
+    rows = sum(chunk.n_rows for chunk in chunks)
+    assert rows == len(tensors)
+    instances = torch.cat([chunk.instances for chunk in chunks])
+    assert torch.equal(instances, torch.unique(tensors.instance))  # each once, in order
+    assert all(chunk.whole_instances and chunk.scale == 1.0 for chunk in chunks)
+    longest = int(torch.unique(tensors.instance, return_counts=True)[1].max())
+    assert all(chunk.n_rows < max_rows + longest for chunk in chunks)
+    assert len(chunks) == (1 if max_rows >= len(tensors) else len(chunks))
+    if max_rows == 1:
+        assert len(chunks) == len(instances)
 
 
 @cuda
