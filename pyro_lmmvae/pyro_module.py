@@ -12,9 +12,12 @@ drives them as usual from a notebook.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from typing import Any
 
 import pyro
 from pyro.nn import PyroModule
+from pyro.nn.module import _is_module_local_param_enabled
+from torch import nn
 
 
 def local_params() -> AbstractContextManager:
@@ -28,3 +31,21 @@ class LocalPyroModule(PyroModule):
     def __init__(self, name: str = "") -> None:
         with local_params():
             super().__init__(name)
+
+    def __getattr__(self, name: str) -> Any:
+        # In module-local mode PyroModule turns every access to a parameter or plain nn.Module
+        # into Pyro "param" messages (one per parameter of the submodule) that nothing here
+        # reads: parameters are found through ``module.parameters()``. That bookkeeping was
+        # the largest Python cost of a training step, so it is skipped; PyroParams and
+        # PyroSamples (e.g. a learned prior scale) keep Pyro's handling, and so does the
+        # global-store mode that ``pyro.infer.SVI`` with a ``PyroOptim`` relies on.
+        pyro_attributes = (
+            self.__dict__.get("_pyro_params", ()),
+            self.__dict__.get("_pyro_samples", ()),
+        )
+        if not _is_module_local_param_enabled() or any(name in a for a in pyro_attributes):
+            return super().__getattr__(name)
+        result = nn.Module.__getattr__(self, name)
+        if isinstance(result, PyroModule) and not result._pyro_name:
+            super().__getattr__(name)  # Pyro names the submodule on first access
+        return result

@@ -49,6 +49,18 @@ def sparse_instance_gradients(module: nn.Module, enabled: bool = True) -> Iterat
             sub.sparse_grad = flag
 
 
+def _adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel (one pass over all parameters) where torch has one.
+
+    On a CPU it costs about half the default per-tensor loop for networks of many small
+    tensors; the update rule is the same.
+    """
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # e.g. a device without a fused kernel
+        return torch.optim.Adam(params, lr=lr)
+
+
 class FitOptimizer:
     """Adam + (optionally) SparseAdam with per-epoch exponential learning-rate decay.
 
@@ -86,14 +98,14 @@ class FitOptimizer:
         self.params = shared + tables
         self.optimizers: list[torch.optim.Optimizer] = []
         if self.sparse:
-            self.optimizers.append(torch.optim.Adam(shared, lr=lr))
+            self.optimizers.append(_adam(shared, lr))
             if local_lr > 0:  # local_lr = 0 freezes the tables (SparseAdam rejects lr = 0)
                 self.optimizers.append(torch.optim.SparseAdam(tables, lr=local_lr))
         else:
             groups = [{"params": shared}]
             if tables:
                 groups.append({"params": tables, "lr": local_lr})
-            self.optimizers.append(torch.optim.Adam(groups, lr=lr))
+            self.optimizers.append(_adam(groups, lr))
         self.schedulers = [
             torch.optim.lr_scheduler.ExponentialLR(opt, gamma=lr_decay) for opt in self.optimizers
         ]
