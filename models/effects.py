@@ -186,7 +186,23 @@ class EffectPlates:
         return self._latent
 
 
-def effect_moments_at_rows(effects, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+Moments = tuple[torch.Tensor, torch.Tensor]
+
+
+def effect_moments(effects, batch: Batch) -> tuple[Moments | None, Moments | None]:
+    """Means and variances of A_f, (L, Q_f), and of the batch's u_p, (B, L, k).
+
+    ``None`` for a part the model does not have. The random-effect rows are gathered once
+    (with sparse gradients when the effects' ``sparse_grad`` is set).
+    """
+    fixed = effects.fixed_moments() if effects.n_fixed else None
+    random = effects.random_moments(batch.instances) if effects.n_random else None
+    return fixed, random
+
+
+def effect_moments_at_rows(
+    effects, batch: Batch, moments: tuple[Moments | None, Moments | None] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean ``M x̄`` and variance ``V (x̄ ⊙ x̄)`` of eta at the batch's rows, each (n, L).
 
     Parameters
@@ -196,16 +212,19 @@ def effect_moments_at_rows(effects, batch: Batch) -> tuple[torch.Tensor, torch.T
     batch : Batch
         Rows of unseen instances (``batch.instances == -1``) get the prior mean of their random
         effects, i.e. no random-effect contribution.
+    moments : tuple, optional
+        :func:`effect_moments` of the batch, if the caller has them already.
     """
+    fixed, random = moments if moments is not None else effect_moments(effects, batch)
     n = batch.n_rows
     mean = batch.y.new_zeros(n, effects.latent_dim)
     var = batch.y.new_zeros(n, effects.latent_dim)
-    if effects.n_fixed:
-        loc, v = effects.fixed_moments()
+    if fixed is not None:
+        loc, v = fixed
         mean = mean + batch.x @ loc.T
         var = var + batch.x.square() @ v.T
-    if effects.n_random:
-        loc, v = effects.random_moments(batch.instances)
+    if random is not None:
+        loc, v = random
         mean = mean + torch.einsum("nlk,nk->nl", loc[batch.local], batch.w)
         var = var + torch.einsum("nlk,nk->nl", v[batch.local], batch.w.square())
     return mean, var

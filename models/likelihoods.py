@@ -11,6 +11,8 @@ from torch.nn import functional as F
 
 from pyro_lmmvae.pyro_module import LocalPyroModule
 
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
 
 class Likelihood(LocalPyroModule):
     """Base class: maps the decoder output to a distribution over y with batch shape (..., D)."""
@@ -21,6 +23,10 @@ class Likelihood(LocalPyroModule):
     def mean(self, decoded: torch.Tensor) -> torch.Tensor:
         """The expected observation given the decoder output (used for imputation, prediction)."""
         raise NotImplementedError  # pragma: no cover
+
+    def log_density(self, decoded: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Entry-wise ``log p(y | decoded)``, (..., D): the torch losses' fast path."""
+        return self(decoded).log_prob(y)
 
 
 class GaussianLikelihood(Likelihood):
@@ -68,6 +74,11 @@ class GaussianLikelihood(Likelihood):
 
     def mean(self, decoded: torch.Tensor) -> torch.Tensor:
         return decoded
+
+    def log_density(self, decoded: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Entry-wise Normal log-density; ``log sigma`` on the D features only, not n × D."""
+        scale = self.scale
+        return -0.5 * ((y - decoded) / scale).square() - (scale.log() + _HALF_LOG_2PI)
 
 
 class BernoulliLikelihood(Likelihood):

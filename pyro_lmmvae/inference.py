@@ -156,7 +156,7 @@ class VariationalPair(nn.Module):
         return batch.y.new_zeros(len(batch.instances), self.model.latent_dim)
 
     def _log_likelihood(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
-        log_p = self.model.likelihood(self.model.decode(z, batch)).log_prob(batch.y)
+        log_p = self.model.likelihood.log_density(self.model.decode(z, batch), batch.y)
         return (log_p * batch.mask).sum(-1)
 
     # ------------------------------------------------------------------ spec §5

@@ -18,6 +18,7 @@ from torch import nn
 from torch.distributions import kl_divergence
 
 from pyro_lmmvae.data import Batch
+from pyro_lmmvae.models.effects import effect_moments, effect_moments_at_rows
 from pyro_lmmvae.objectives import expected_latent_kl
 from pyro_lmmvae.priors import is_hierarchical
 from pyro_lmmvae.pyro_module import local_params
@@ -107,8 +108,8 @@ class LocalReparamGSNNLoss(nn.Module):
             mean, var = estimates.predictor_moments(batch)
             sigma_z = self.model.latent_scale()
             z = mean + (var + sigma_z.square()).sqrt() * torch.randn_like(mean)
-            params = self.model.decode(z, batch)
-            log_lik = (self.model.likelihood(params).log_prob(batch.y) * batch.mask).sum()
+            log_p = self.model.likelihood.log_density(self.model.decode(z, batch), batch.y)
+            log_lik = (log_p * batch.mask).sum()
             loss = -batch.scale * log_lik
             if self.effects_kl is not None:
                 loss = loss + self.effects_kl(batch)
@@ -186,16 +187,22 @@ class ClosedFormELBOLoss(nn.Module):
         self.model = model
         self.guide = guide
 
-    def effects_kl(self, batch: Batch) -> torch.Tensor:
-        """``KL(q(A_f) || p(A_f)) + (P/B) sum_p KL(q(u_p) || p(u_p))`` of the batch."""
-        priors, q = self.model.effects, self.guide.effects
+    def effects_kl(self, batch: Batch, moments=None) -> torch.Tensor:
+        """``KL(q(A_f) || p(A_f)) + (P/B) sum_p KL(q(u_p) || p(u_p))`` of the batch.
+
+        ``moments``: :func:`~pyro_lmmvae.models.effects.effect_moments` of q, if at hand.
+        """
+        priors = self.model.effects
+        if moments is None:
+            moments = effect_moments(self.guide.effects, batch)
+        fixed, random = moments
         total = batch.y.new_zeros(())
-        if q.n_fixed:
-            loc, var = q.fixed_moments()
+        if fixed is not None:
+            loc, var = fixed
             prior = priors.fixed_prior(tuple(loc.shape))
             total = total + prior_kl(torch.distributions.Normal(loc, var.sqrt()), prior)
-        if q.n_random:
-            loc, var = q.random_moments(batch.instances)
+        if random is not None:
+            loc, var = random
             prior = priors.random_prior(tuple(loc.shape))
             kl = prior_kl(torch.distributions.Normal(loc, var.sqrt()), prior)
             total = total + batch.scale * kl
@@ -206,13 +213,13 @@ class ClosedFormELBOLoss(nn.Module):
         model, guide = self.model, self.guide
         with local_params():
             estimates = guide.effects if guide.effects is not None else model.effects
-            mean, var = estimates.predictor_moments(batch)
+            moments = effect_moments(estimates, batch)  # the batch's rows of u, gathered once
+            mean, var = effect_moments_at_rows(estimates, batch, moments)
             loc, scale = guide.encoder.encode(batch)
             z = loc + scale * torch.randn_like(loc)
             latent_kl = expected_latent_kl(loc, scale, mean, var, model.latent_scale()).sum()
-            params = model.decode(z, batch)
-            log_lik = (model.likelihood(params).log_prob(batch.y) * batch.mask).sum()
-            loss = batch.scale * (latent_kl - log_lik)
+            log_p = model.likelihood.log_density(model.decode(z, batch), batch.y)
+            loss = batch.scale * (latent_kl - (log_p * batch.mask).sum())
             if guide.effects is not None:
-                loss = loss + self.effects_kl(batch)
+                loss = loss + self.effects_kl(batch, moments)
             return loss
