@@ -16,8 +16,14 @@ from typing import Any
 
 import pyro
 from pyro.nn import PyroModule
-from pyro.nn.module import _is_module_local_param_enabled
+from pyro.nn import module as pyro_module
 from torch import nn
+
+
+def _local_mode() -> bool:
+    """``pyro.settings.get("module_local_params")`` without its per-call module import."""
+    flag = getattr(pyro_module, "_MODULE_LOCAL_PARAMS", None)
+    return pyro_module._is_module_local_param_enabled() if flag is None else bool(flag)
 
 
 def local_params() -> AbstractContextManager:
@@ -43,7 +49,7 @@ class LocalPyroModule(PyroModule):
             self.__dict__.get("_pyro_params", ()),
             self.__dict__.get("_pyro_samples", ()),
         )
-        if not _is_module_local_param_enabled() or any(name in a for a in pyro_attributes):
+        if any(name in a for a in pyro_attributes) or not _local_mode():
             return super().__getattr__(name)
         result = nn.Module.__getattr__(self, name)
         if isinstance(result, PyroModule) and not result._pyro_name:

@@ -12,14 +12,12 @@ imports :func:`build_estimator` and :func:`run` for the single-process reference
 The run is deterministic apart from floating-point reduction order: the encoder's log-variance
 is a constant -60 (sigma = e^-30 ~ 1e-13, so the reparameterised draw ``mu + sigma * eps``
 rounds to mu in float32 unless ``|mu| < ~1e-6``), and the loss takes the latent KL over q(A)
-in closed form (no draw of A); with an older ``loss_module`` without ``kl``, A is a point
-estimate instead (no draw of A at all).
+in closed form (no draw of A).
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 from pathlib import Path
@@ -43,12 +41,6 @@ class ConstantVarianceEncoder(nn.Module):
         return mu, torch.full_like(mu, -60.0)
 
 
-def closed_form_available() -> bool:
-    from pyro_lmmvae import LMMVAE
-
-    return "kl" in inspect.signature(LMMVAE.loss_module).parameters
-
-
 def build_estimator():
     """The small model every process (and the reference) trains; same seed, same weights."""
     from pyro_lmmvae import LMMVAE
@@ -66,7 +58,6 @@ def build_estimator():
         latent_dim=LATENT_DIM,
         standardize=False,
         encoder=encoder,
-        bayesian_effects=closed_form_available(),
         seed=0,
     )
 
@@ -74,8 +65,7 @@ def build_estimator():
 def fit_options() -> dict:
     """Options of ``fit_lightning`` shared by the DDP run and the reference."""
     options = dict(max_epochs=3, lr=1e-3, lr_decay=0.9, seed=7, optimizer=torch.optim.SGD)
-    if closed_form_available():
-        options["kl"] = "closed_form"
+    options["kl"] = "closed_form"
     return options
 
 
