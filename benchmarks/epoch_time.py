@@ -54,6 +54,7 @@ import pandas as pd
 import torch
 
 import pyro_lmmvae
+from benchmarks.machine import cpu_model
 from pyro_lmmvae import LMMVAE, api, metrics
 from pyro_lmmvae.datasets import LongitudinalDataset, make_health_mnist
 from pyro_lmmvae.io import write_text_atomic
@@ -412,16 +413,6 @@ def age_mean_mse(splits: Splits) -> float:
 
 
 # ----------------------------------------------------------------------------- report
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
     return {
         "cpu": cpu_model(),

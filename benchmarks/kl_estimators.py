@@ -75,6 +75,7 @@ import pandas as pd
 import pyro
 import torch
 
+from benchmarks.machine import cpu_model
 from pyro_lmmvae import LMMVAE
 from pyro_lmmvae.io import write_atomic, write_text_atomic
 from pyro_lmmvae.training.loop import optimisation_step
@@ -483,16 +484,8 @@ def timing_part(setup: Setup, args: argparse.Namespace, log) -> list[dict]:
 # ---------------------------------------------------------------------------------- report
 def machine() -> dict:
     """CPU model, cores, threads and library versions."""
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": model,
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

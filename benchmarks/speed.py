@@ -55,6 +55,7 @@ import pyro
 import torch
 from pyro.infer import SVI, TraceMeanField_ELBO
 
+from benchmarks.machine import cpu_model
 from benchmarks.reference import (
     ReferenceData,
     ReferenceOLMM,
@@ -76,17 +77,6 @@ NOISY = 1.5  # a config whose slowest round of a path took this x its fastest is
 
 
 # ---------------------------------------------------------------------------- environment
-def cpu_model() -> str:
-    """The CPU model name of /proc/cpuinfo (or platform's guess elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def library_state() -> dict:
     """The repository's commit and a digest of uncommitted changes to the library's code."""
     root = Path(__file__).resolve().parents[1]

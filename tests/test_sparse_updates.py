@@ -13,8 +13,8 @@ import itertools
 import pyro
 import pytest
 import torch
+from ddp_worker import ConstantVarianceEncoder  # (mu, log-variance -60): z = mu exactly
 from pyro import poutine
-from torch import nn
 
 from pyro_lmmvae import LMMVAE
 from pyro_lmmvae.datasets import make_synthetic
@@ -26,18 +26,6 @@ from pyro_lmmvae.training.optim import FitOptimizer, instance_tables, sparse_ins
 FORMULA = "~ 1 + t + g + (1 + t | id)"
 
 pytestmark = pytest.mark.usefixtures("isolated_pyro")
-
-
-class PointEncoder(nn.Module):
-    """An encoder with a constant log-variance of -60: z = mu exactly in float32."""
-
-    def __init__(self, obs_dim: int, latent_dim: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(obs_dim, 16), nn.Tanh(), nn.Linear(16, latent_dim))
-
-    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu = self.net(y)
-        return mu, torch.full_like(mu, -60.0)
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +147,7 @@ def test_minibatch_closed_form_objective_is_unbiased_exactly(data, bayesian_effe
     deterministic, so the identity holds to float rounding rather than to a Monte Carlo error.
     """
     est = _estimator(
-        data, encoder=PointEncoder(data.y.shape[1], 2), bayesian_effects=bayesian_effects
+        data, encoder=ConstantVarianceEncoder(data.y.shape[1], 2), bayesian_effects=bayesian_effects
     )
     loss = est.loss_module(kl="closed_form")
     batcher = est.batches(batch_size=2, seed=0)

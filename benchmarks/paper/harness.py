@@ -35,7 +35,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import platform
 import sys
 import time
 from collections.abc import Mapping
@@ -45,8 +44,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import tomllib
-import torch
 
+from benchmarks.machine import machine as describe_machine
 from pyro_lmmvae import LMMVAE, metrics
 from pyro_lmmvae.additive_gp import additive_gp, categorical, continuous, interaction
 from pyro_lmmvae.datasets import (
@@ -341,15 +340,8 @@ def evaluate(model: LMMVAE, tasks: list[str], splits: Splits, gsnn: bool) -> tup
 
 # ----------------------------------------------------------------------------- driver
 def machine() -> dict:
-    """The machine a benchmark ran on."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
+    """The machine a benchmark ran on (see :func:`benchmarks.machine.machine`)."""
+    return describe_machine()
 
 
 def _split(ds: LongitudinalDataset) -> Splits:
