@@ -116,6 +116,7 @@ class FitOptimizer:
         return self.schedulers[0].get_last_lr()[0]
 
     def zero_grad(self) -> None:
+        """Drop every parameter's gradient (``None``, so sparse and dense start alike)."""
         for p in self.params:
             p.grad = None
 
@@ -140,6 +141,7 @@ class FitOptimizer:
         return total
 
     def step(self) -> None:
+        """Apply one update of every optimizer."""
         for opt in self.optimizers:
             opt.step()
 
