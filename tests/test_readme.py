@@ -1,4 +1,4 @@
-"""The README's Python examples run as written."""
+"""The Python examples of the README and the user guide run as written, in that order."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from pathlib import Path
 from raw_files import write_tiny_mnist
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+GUIDE = README.parent / "docs" / "guide.md"  # continues the README's quickstart
 SHARED_MNIST = "../shared/data/mnist"
 
 
 def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    text = README.read_text() + "\n" + GUIDE.read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
 def test_readme_examples_run(tmp_path, monkeypatch):
