@@ -10,13 +10,46 @@ selects the oLMM-VAE, the sLMM-VAE or the CVAE baseline, trained with the ELBO o
 :mod:`pyro_lmmvae.additive_gp`).
 """
 
-from .api import LMMVAE
-from .design import Design, DesignMatrices
-from .inference import GSNNUnavailableError
-from .priors import DistributionPrior, EffectPrior, LearnedScaleNormal, as_prior
-from .spectral import Kernel
-from .spectral_priors import SpectralPrior
-from .variants import VariantOptions
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below load on first use (PEP 562): a CLI `--help` stays fast
+    from .api import LMMVAE
+    from .design import Design, DesignMatrices
+    from .inference import GSNNUnavailableError
+    from .priors import DistributionPrior, EffectPrior, LearnedScaleNormal, as_prior
+    from .spectral import Kernel
+    from .spectral_priors import SpectralPrior
+    from .variants import VariantOptions
+
+_LAZY = {
+    "LMMVAE": ".api",
+    "Design": ".design",
+    "DesignMatrices": ".design",
+    "GSNNUnavailableError": ".inference",
+    "DistributionPrior": ".priors",
+    "EffectPrior": ".priors",
+    "LearnedScaleNormal": ".priors",
+    "as_prior": ".priors",
+    "Kernel": ".spectral",
+    "SpectralPrior": ".spectral_priors",
+    "VariantOptions": ".variants",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

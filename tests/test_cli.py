@@ -1,0 +1,323 @@
+"""The file verbs of ``pyro-lmmvae`` (fit, predict, impute, effects), their ``--help`` and errors.
+
+Every verb runs through :func:`pyro_lmmvae.cli.main` on a tiny synthetic dataset written to
+files; one bad-input case runs as ``python -m pyro_lmmvae.cli`` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import inspect
+import io
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from raw_files import write_tiny_mnist
+
+from pyro_lmmvae import LMMVAE, cli
+from pyro_lmmvae.datasets import make_health_mnist, make_synthetic
+from pyro_lmmvae.demo import DemoConfig
+
+FORMULA = "~ 1 + t + (1 + t | id)"
+FAST = ["--latent-dim", "2", "--epochs", "2", "--batch-size", "4", "--no-progress"]
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+HAS_PYARROW = importlib.util.find_spec("pyarrow") is not None
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """Covariates (.csv), observations with NaN where unobserved (.npy) and a model fitted by
+    ``pyro-lmmvae fit`` on them."""
+    folder = tmp_path_factory.mktemp("cli")
+    ds = make_synthetic(n_instances=12, n_times=6, obs_dim=5, n_test_times=2, seed=0)
+    ds.data.to_csv(folder / "cov.csv", index=False)
+    np.save(folder / "y.npy", np.where(ds.mask, ds.y, np.nan))
+    model = folder / "model.pt"
+    argv = ["fit", "--formula", FORMULA, "--covariates", str(folder / "cov.csv")]
+    argv += ["--observations", str(folder / "y.npy"), "--out", str(model), *FAST]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            assert cli.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return SimpleNamespace(
+        folder=folder,
+        ds=ds,
+        cov=folder / "cov.csv",
+        y=folder / "y.npy",
+        model=model,
+        stdout=out.getvalue(),
+    )
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# --------------------------------------------------------------------------- fit
+def test_fit_saves_a_model_that_loads(work):
+    m = LMMVAE.load(work.model)
+    assert m.design.formula == FORMULA and m.obs_dim == 5 and m.latent_dim == 2
+    assert len(m.history.train_loss) == 2
+    np.testing.assert_array_equal(m._mask, work.ds.mask)  # NaN in the .npy = missing
+    line = work.stdout.strip()
+    assert "\n" not in line and line.startswith("fit: 2 epochs, best validation ")
+    assert line.endswith(f"wrote {work.model}")
+    assert [p.name for p in work.folder.iterdir() if p.name.startswith(".")] == []
+
+
+def test_fit_csv_observations_with_a_mask_file(work, tmp_path, isolated_pyro, capsys):
+    ds = work.ds
+    pd.DataFrame(ds.y).to_csv(tmp_path / "y.csv", index=False)  # header 0..D-1, no NaN
+    pd.DataFrame(ds.mask).to_csv(tmp_path / "mask.csv", index=False, header=False)  # True/False
+    out = tmp_path / "sub" / "slmm.pt"
+    argv = ["fit", "--formula", "~ 1 + t", "--variant", "slmm", "--instance", "id"]
+    argv += ["--covariates", work.cov, "--observations", tmp_path / "y.csv"]
+    argv += ["--mask", tmp_path / "mask.csv", "--validation", "none", "--out", out, *FAST]
+    code, text, _ = run(argv, capsys)
+    assert code == 0 and "no validation" in text
+    m = LMMVAE.load(out)
+    assert m.variant == "slmm" and m.design.instance == "id"
+    np.testing.assert_array_equal(m._mask, ds.mask)
+    np.testing.assert_allclose(m._y[ds.mask], ds.y[ds.mask], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- predict
+def test_predict_equals_the_api(work, tmp_path, isolated_pyro, capsys):
+    code, text, _ = run(
+        ["predict", work.model, "--covariates", work.cov, "--out", tmp_path / "p.npy"], capsys
+    )
+    assert code == 0 and "72 rows x 5 features" in text
+    pred = np.load(tmp_path / "p.npy")
+    expected = LMMVAE.load(work.model).predict(pd.read_csv(work.cov))
+    assert pred.shape == (72, 5)
+    np.testing.assert_array_equal(pred, expected)
+    assert (
+        run(["predict", work.model, "--covariates", work.cov, "--out", tmp_path / "p.csv"], capsys)[
+            0
+        ]
+        == 0
+    )
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "p.csv", delimiter=","), pred, rtol=1e-6)
+
+
+def test_predict_unseen_instances(work, tmp_path, isolated_pyro, capsys):
+    new = pd.read_csv(work.cov).head(6).assign(id="new")
+    new.to_csv(tmp_path / "new.csv", index=False)
+    argv = [
+        "predict",
+        work.model,
+        "--covariates",
+        tmp_path / "new.csv",
+        "--out",
+        tmp_path / "p.npy",
+    ]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "not seen in training: ['new']" in err and "--unseen prior" in err
+    assert not (tmp_path / "p.npy").exists()
+    assert run([*argv, "--unseen", "prior"], capsys)[0] == 0
+    expected = LMMVAE.load(work.model).predict(new, unseen="prior")
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), expected)
+    code, _, err = run([*argv, "--unseen", "context"], capsys)
+    assert code == 2 and "--context-covariates and --context-observations" in err
+
+    context = pd.read_csv(work.cov).head(4).assign(id="new")  # the new instance's observed rows
+    context.to_csv(tmp_path / "context.csv", index=False)
+    np.save(tmp_path / "context.npy", np.load(work.y)[:4])
+    argv += ["--unseen", "context", "--context-covariates", tmp_path / "context.csv"]
+    argv += ["--context-steps", "20", "--context-observations"]
+    assert run([*argv, tmp_path / "context.npy"], capsys)[0] == 0
+    expected = LMMVAE.load(work.model).predict(
+        new, unseen="context", context=(context, np.load(work.y)[:4]), context_steps=20
+    )
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-5, atol=1e-6)
+    code, _, err = run([*argv, work.y], capsys)
+    assert code == 2 and "--context-observations" in err and "has 72 rows but" in err
+
+
+# --------------------------------------------------------------------------- impute
+def test_impute_keeps_observed_entries(work, tmp_path, isolated_pyro, capsys):
+    ds = work.ds
+    code, text, _ = run(["impute", work.model, "--out", tmp_path / "i.npy"], capsys)
+    assert code == 0 and "72 training rows" in text
+    imputed = np.load(tmp_path / "i.npy")
+    assert imputed.shape == ds.y.shape and np.isfinite(imputed).all()
+    np.testing.assert_array_equal(imputed[ds.mask], ds.y[ds.mask].astype(np.float32))
+    np.testing.assert_array_equal(imputed, LMMVAE.load(work.model).impute())
+
+    rows = pd.read_csv(work.cov).head(10)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    np.save(tmp_path / "rows.npy", np.load(work.y)[:10])
+    argv = ["impute", work.model, "--observations", tmp_path / "rows.npy"]
+    argv += ["--covariates", tmp_path / "rows.csv", "--out", tmp_path / "r.npy"]
+    assert run(argv, capsys)[0] == 0
+    expected = LMMVAE.load(work.model).impute(np.load(work.y)[:10], data=rows)
+    np.testing.assert_array_equal(np.load(tmp_path / "r.npy"), expected)
+
+    code, _, err = run([*argv[:-4], "--covariates", work.cov, "--out", tmp_path / "x.npy"], capsys)
+    assert code == 2 and "rows.npy has 10 rows but --covariates" in err and "has 72" in err
+    code, _, err = run(["impute", work.model, "--covariates", work.cov, "--out", "x.npy"], capsys)
+    assert code == 2 and "need --observations" in err
+
+
+# --------------------------------------------------------------------------- effects
+def test_effects_writes_netcdf_summary_and_forest(work, tmp_path, capsys):
+    out = tmp_path / "effects"
+    code, text, _ = run(["effects", work.model, "--out-dir", out, "--draws", "20"], capsys)
+    assert code == 0 and "20 draws" in text
+    assert sorted(p.name for p in out.iterdir()) == ["effects.nc", "forest.png", "summary.csv"]
+    idata = az.from_netcdf(str(out / "effects.nc"))
+    assert idata.posterior["fixed_effects"].sizes["draw"] == 20
+    assert list(idata.posterior["fixed_effects"].coords["term"].values) == ["Intercept", "t"]
+    summary = pd.read_csv(out / "summary.csv", index_col=0)
+    assert {"mean", "sd"} <= set(summary.columns)
+    fixed = [name for name in summary.index if name.startswith("fixed_effects[")]
+    random = [name for name in summary.index if name.startswith("random_effects[")]
+    assert len(fixed) == 2 * 2 and len(random) == 2 * 12 * 2  # L x Q, L x P x k
+    assert (out / "forest.png").read_bytes()[:8] == PNG
+
+
+# --------------------------------------------------------------------------- help and defaults
+@pytest.mark.parametrize(
+    ("verb", "expected"),
+    [
+        ("fit", ["--epochs EPOCHS", "(default: 200)", "(default: 0.001)", "(default: olmm)"]),
+        ("predict", ["--unseen {error,prior,context}", "(default: error)", "(default: 200)"]),
+        ("impute", ["--keep-observed, --no-keep-observed", "(default: True)"]),
+        ("effects", ["--draws DRAWS", "(default: 500)"]),
+    ],
+)
+def test_help_lists_defaults(verb, expected, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([verb, "--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for piece in expected:
+        assert piece in text, piece
+    assert "(default: None)" not in text  # unset options say so in their help
+
+
+def test_cli_defaults_are_the_api_defaults():
+    """--help reads defaults from the source without importing it; they must be the API's."""
+    for source, name, function in [
+        ("api.py", "LMMVAE.__init__", LMMVAE.__init__),
+        ("api.py", "LMMVAE.fit", LMMVAE.fit),
+        ("api.py", "LMMVAE.predict", LMMVAE.predict),
+        ("api.py", "LMMVAE.effects", LMMVAE.effects),
+        ("datasets/mnist.py", "make_health_mnist", make_health_mnist),
+    ]:
+        signature = inspect.signature(function).parameters.values()
+        expected = {p.name: p.default for p in signature if p.default is not p.empty}
+        found = cli._source_defaults(source, name)
+        assert found == {k: v for k, v in expected.items() if k in found}, name
+    for name in ("max_epochs", "batch_size", "lr", "validation", "device", "kl", "progress"):
+        assert name in cli._source_defaults("api.py", "LMMVAE.fit"), name
+    demo = {f.name: f.default for f in dataclasses.fields(DemoConfig)}
+    assert cli._source_defaults("demo.py", "DemoConfig") == demo
+
+
+def test_data_verb_still_builds_a_cache(tmp_path, capsys):
+    write_tiny_mnist(tmp_path / "mnist", n_per_digit=6)
+    argv = ["data", "health-mnist", "--root", tmp_path / "mnist", "--out", tmp_path / "h.npz"]
+    code, text, _ = run([*argv, "--n-per-digit", "2", "--n-times", "6"], capsys)
+    assert code == 0 and "health_mnist: 24 rows" in text and (tmp_path / "h.npz").exists()
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.fixture()
+def bad_files(work, tmp_path):
+    y = np.load(work.y)
+    np.save(tmp_path / "short.npy", y[:-1])
+    np.save(tmp_path / "flat.npy", y.ravel())
+    np.save(tmp_path / "mask.npy", np.ones((72, 4), bool))
+    (tmp_path / "y.txt").write_text("1,2\n")
+    pd.read_csv(work.cov).to_csv(tmp_path / "cov.txt", index=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"--observations": "short.npy"}, "short.npy has 71 rows but --covariates cov.csv has 72"),
+        ({"--covariates": "cov.txt"}, "cov.txt: unknown file extension '.txt'"),
+        ({"--observations": "y.txt"}, "y.txt: unknown file extension '.txt'; use one of .npy"),
+        ({"--observations": "flat.npy"}, "shape (360,); expected a 2-D (N, D) array"),
+        ({"--observations": "cov.csv"}, "column 0 holds non-numeric value(s) such as 'id'"),
+        ({"--mask": "mask.npy"}, "--mask mask.npy has shape (72, 4) but --observations"),
+        ({"--observations": "missing.npy"}, "--observations missing.npy: no such file"),
+        ({"--formula": "~ 1 + t + (1 + t | patient)"}, "column(s) ['patient'] not found in data"),
+        ({"--resume": None}, "--resume needs --checkpoint"),
+    ],
+)
+def test_fit_bad_input_exits_2_before_training(
+    work, bad_files, change, message, monkeypatch, capsys
+):
+    monkeypatch.chdir(bad_files)
+    (bad_files / "cov.csv").write_bytes(work.cov.read_bytes())
+    argv = {"--formula": FORMULA, "--covariates": "cov.csv", "--observations": str(work.y)}
+    flags = [x for k, v in (argv | change).items() for x in ([k] if v is None else [k, v])]
+    code, _, err = run(["fit", *flags, "--out", "m.pt", *FAST], capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert err.startswith("pyro-lmmvae fit: error: ") and err.count("\n") == 1
+    assert not (bad_files / "m.pt").exists()
+
+
+def test_not_a_model_file_exits_2(work, tmp_path, capsys):
+    for verb in (["predict", work.cov, "--covariates", work.cov], ["impute", work.cov]):
+        code, _, err = run([*verb, "--out", tmp_path / "p.npy"], capsys)
+        assert code == 2 and "is not a model file written by 'pyro-lmmvae fit'" in err
+    code, _, err = run(["effects", tmp_path / "none.pt", "--out-dir", tmp_path], capsys)
+    assert code == 2 and "none.pt: no such file" in err
+
+
+def test_cli_error_from_a_subprocess(work, tmp_path):
+    """`python -m pyro_lmmvae.cli`: exit status 2, one error line, and no dataset/demo import."""
+    np.save(tmp_path / "short.npy", np.load(work.y)[:-1])
+    command = [sys.executable, "-X", "importtime", "-m", "pyro_lmmvae.cli", "fit"]
+    command += ["--formula", FORMULA, "--covariates", str(work.cov)]
+    command += ["--observations", str(tmp_path / "short.npy"), "--out", str(tmp_path / "m.pt")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert lines == [
+        f"pyro-lmmvae fit: error: --observations {tmp_path / 'short.npy'} has 71 rows but "
+        f"--covariates {work.cov} has 72; they must match (one covariate row per observation)"
+    ]
+    imported = done.stderr
+    assert "pyro_lmmvae.datasets" not in imported and "pyro_lmmvae.demo" not in imported
+
+
+# --------------------------------------------------------------------------- parquet
+@pytest.mark.skipif(not HAS_PYARROW, reason="pyarrow is not installed (parquet support)")
+def test_parquet_covariates_round_trip(work, tmp_path, isolated_pyro, capsys):
+    pd.read_csv(work.cov).to_parquet(tmp_path / "cov.parquet")
+    argv = ["fit", "--formula", FORMULA, "--covariates", tmp_path / "cov.parquet"]
+    argv += ["--observations", work.y, "--out", tmp_path / "m.pt", *FAST]
+    assert run(argv, capsys)[0] == 0
+    argv = ["predict", tmp_path / "m.pt", "--covariates", tmp_path / "cov.parquet"]
+    assert run([*argv, "--out", tmp_path / "p.npy"], capsys)[0] == 0
+    expected = LMMVAE.load(tmp_path / "m.pt").predict(pd.read_csv(work.cov))
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), expected)
+
+
+@pytest.mark.skipif(HAS_PYARROW, reason="pyarrow is installed")
+def test_parquet_without_pyarrow_names_the_package(work, tmp_path, capsys):
+    (tmp_path / "cov.parquet").write_bytes(b"PAR1")
+    argv = ["fit", "--formula", FORMULA, "--covariates", tmp_path / "cov.parquet"]
+    code, _, err = run([*argv, "--observations", work.y, "--out", tmp_path / "m.pt"], capsys)
+    assert code == 1 and "needs the pyarrow package" in err and "pip install pyarrow" in err
