@@ -136,6 +136,19 @@ class LearnedScaleNormal(EffectPrior):
         return f"Normal(0, learned scale={float(self.scale.detach()):.4g})"
 
 
+def _prior_sites(prior: EffectPrior, shape: tuple[int, ...]) -> list[dict]:
+    """The sample sites (observed ones, e.g. ``pyro.factor``, included) that ``prior(shape)``
+    records, run once under a forked RNG so that the random state is left alone."""
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda), torch.no_grad():
+        trace = poutine.trace(prior).get_trace(tuple(shape))
+    return [
+        site
+        for site in trace.nodes.values()
+        if site["type"] == "sample" and not site_is_subsample(site)
+    ]
+
+
 def is_hierarchical(prior: EffectPrior, shape: tuple[int, ...]) -> bool:
     """Whether ``prior(shape)`` samples Pyro sites of its own (hyper-parameters).
 
@@ -143,13 +156,15 @@ def is_hierarchical(prior: EffectPrior, shape: tuple[int, ...]) -> bool:
     moments are not those of the conditional distribution it returns. The check runs the prior
     once under a forked RNG, so it leaves the random state alone.
     """
-    cuda = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=cuda), torch.no_grad():
-        trace = poutine.trace(prior).get_trace(tuple(shape))
-    return any(
-        site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
-        for site in trace.nodes.values()
-    )
+    return any(not site["is_observed"] for site in _prior_sites(prior, shape))
+
+
+def has_pyro_statements(prior: EffectPrior, shape: tuple[int, ...]) -> bool:
+    """Whether ``prior(shape)`` records any sample site: latent hyper-parameters or factors.
+
+    A torch loss that calls the prior outside a Pyro trace would silently drop such terms.
+    """
+    return bool(_prior_sites(prior, shape))
 
 
 def _short(value: torch.Tensor) -> str:

@@ -20,7 +20,7 @@ from pyro_lmmvae.datasets import make_synthetic
 from pyro_lmmvae.guides import MeanFieldEffects
 from pyro_lmmvae.models import FIXED_SITE, RANDOM_SITE, MixedEffects
 from pyro_lmmvae.objectives import normal_kl
-from pyro_lmmvae.priors import DistributionPrior, LearnedScaleNormal, as_prior
+from pyro_lmmvae.priors import DistributionPrior, EffectPrior, LearnedScaleNormal, as_prior
 from pyro_lmmvae.pyro_module import local_params
 
 N_SE = 4.0
@@ -245,3 +245,21 @@ def test_as_prior_accepts_specs():
     d = prior((3, 2))
     assert type(d) is dist.Laplace and d.batch_shape == (3, 2)
     torch.testing.assert_close(d.scale[1], torch.tensor([1.0, 2.0]))
+
+
+def test_closed_form_loss_refuses_priors_with_pyro_statements(small_synthetic, isolated_pyro):
+    """A factor inside a prior would be dropped by a torch loss: kl='auto' keeps Pyro's ELBO."""
+
+    class PenalisedNormal(EffectPrior):
+        def forward(self, shape):
+            pyro.factor("penalty", torch.tensor(-1.0))
+            return dist.Normal(0.0, 1.0).expand(shape)
+
+    ds = small_synthetic.split("train")
+    kwargs = dict(data=ds.data, y=ds.y, mask=ds.mask, latent_dim=2, standardize=False)
+    plain = LMMVAE("~ 1 + t + (1 | id)", **kwargs)
+    penalised = LMMVAE("~ 1 + t + (1 | id)", fixed_prior=PenalisedNormal(), **kwargs)
+    assert plain._kl_estimator("auto") == "closed_form"
+    assert penalised._kl_estimator("auto") == "trace_mean_field"
+    with pytest.raises(ValueError, match="factor"):
+        penalised.loss_module(kl="closed_form")

@@ -20,7 +20,7 @@ from torch.distributions import kl_divergence
 from pyro_lmmvae.data import Batch
 from pyro_lmmvae.models.effects import effect_moments, effect_moments_at_rows
 from pyro_lmmvae.objectives import expected_latent_kl
-from pyro_lmmvae.priors import is_hierarchical
+from pyro_lmmvae.priors import has_pyro_statements
 from pyro_lmmvae.pyro_module import local_params
 
 KL_ESTIMATORS = ("trace_mean_field", "closed_form")
@@ -120,7 +120,7 @@ def prior_kl(q: torch.distributions.Distribution, prior: torch.distributions.Dis
     """``KL(q || prior)`` summed: analytic where torch registers the pair, else one draw of q.
 
     The one-draw estimate ``log q(a) - log p(a)`` is unbiased, so the loss stays unbiased for
-    priors without a registered KL (e.g. Laplace).
+    priors without a registered KL (e.g. StudentT, Cauchy).
     """
     try:
         return kl_divergence(q, prior).sum()
@@ -178,11 +178,12 @@ class ClosedFormELBOLoss(nn.Module):
                 ("random_prior", (1, effects.latent_dim, effects.n_random)),
             ):
                 with local_params():
-                    hierarchical = shape[-1] and is_hierarchical(getattr(effects, name), shape)
-                if hierarchical:
+                    traced = shape[-1] and has_pyro_statements(getattr(effects, name), shape)
+                if traced:
                     raise ValueError(
-                        f"kl='closed_form' needs a {name} without sample sites of its own; this "
-                        "one draws hyper-parameters: use kl='trace_mean_field'"
+                        f"kl='closed_form' needs a {name} without Pyro statements of its own; "
+                        "this one samples hyper-parameters or adds a factor (which a torch "
+                        "loss would drop): use kl='trace_mean_field'"
                     )
         self.model = model
         self.guide = guide
