@@ -8,7 +8,8 @@ learns its scale as a point estimate on the ELBO (the spec's ``learn_sigma_u``).
 
 With the mean-field Normal guide, :class:`~pyro.infer.TraceMeanField_ELBO` uses the analytic KL
 whenever torch registers one for the pair (Normal, Laplace, Gumbel priors); otherwise (StudentT,
-Cauchy, hierarchical priors, ...) it falls back to a Monte Carlo estimate of ``log q - log p``.
+Cauchy, ...) it falls back to a Monte Carlo estimate of ``log q - log p``. Priors that sample
+hyper-parameters cannot be trained yet (the guide has no factor for those sites).
 
 Examples
 --------
@@ -37,8 +38,10 @@ from .spectral import KERNEL_NAMES
 class EffectPrior(LocalPyroModule):
     """Base class: ``prior(shape)`` returns a distribution with ``batch_shape == shape``.
 
-    Subclasses may sample hyper-parameters of their own (hierarchical priors) inside
-    :meth:`forward`; it is called inside the model, within the plates of the effect site.
+    :meth:`forward` is called inside the model, within the plates of the effect site.
+    Subclasses may sample hyper-parameters of their own (hierarchical priors): ``effects()``
+    and prior draws handle them, but training does not yet (the guide has no factor for them);
+    learn such scales as :class:`~pyro.nn.PyroParam` point estimates instead.
     """
 
     def forward(self, shape: tuple[int, ...]) -> dist.TorchDistribution:  # pragma: no cover
