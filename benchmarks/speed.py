@@ -226,6 +226,13 @@ def dataloader_batches(est: LMMVAE, batch_size: int, seed: int) -> Iterator[Batc
         )
 
 
+def batch_source(est: LMMVAE, batch_size: int, seed: int, loader: str):
+    """Endless batches: whole-batch indexing (``"index"``) or a per-item collating DataLoader."""
+    if loader == "index":
+        return endless(lambda: est.batches(batch_size, seed))
+    return dataloader_batches(est, batch_size, seed)
+
+
 class LibraryPath:
     """The steps :func:`~pyro_lmmvae.training.loop.train` runs, one block at a time.
 
@@ -258,17 +265,10 @@ class LibraryPath:
         self.validate_every_step = validate_every_step
         self.validating = pyro.infer.is_validation_enabled()
         self.first = True
-        if loader == "index":
-            self.batches = endless(lambda: est.batches(batch_size, seed))
-        else:
-            self.batches = dataloader_batches(est, batch_size, seed)
+        self.batches = batch_source(est, batch_size, seed, loader)
 
     def run(self, steps: int) -> None:
-        sparse = (
-            sparse_instance_gradients(self.loss)
-            if self.optimizer.sparse
-            else contextlib.nullcontext()
-        )
+        sparse = sparse_instance_gradients(self.loss, enabled=self.optimizer.sparse)
         with sparse, pyro.validation_enabled(False):
             for _ in range(steps):
                 batch = next(self.batches)
@@ -304,10 +304,7 @@ class SVIPath:
         self.validate_every_step = validate_every_step
         self.validating = pyro.infer.is_validation_enabled()
         self.first = True
-        if loader == "index":
-            self.batches = endless(lambda: est.batches(batch_size, seed))
-        else:
-            self.batches = dataloader_batches(est, batch_size, seed)
+        self.batches = batch_source(est, batch_size, seed, loader)
 
     def run(self, steps: int) -> None:
         with pyro.get_param_store().scope(self.scope) as scope, pyro.validation_enabled(False):

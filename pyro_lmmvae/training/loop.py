@@ -11,7 +11,6 @@ parameters and sample sites that are not finite (:mod:`pyro_lmmvae.training.diag
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from collections.abc import Callable
@@ -246,7 +245,7 @@ def train(
         start = resume.epoch
         resume.random.restore(batcher.generator)
     validating = pyro.infer.is_validation_enabled()
-    sparse = sparse_instance_gradients(loss) if optimizer.sparse else contextlib.nullcontext()
+    sparse = sparse_instance_gradients(loss, enabled=optimizer.sparse)
     stopped = patience is not None and stale >= patience
     bar = tqdm(
         range(start, max_epochs if not stopped else start),
