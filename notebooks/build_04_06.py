@@ -93,13 +93,12 @@ import warnings
 # tqdm warns in Jupyter without ipywidgets (the fits below show no progress bar anyway)
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
-from pyro_lmmvae import LMMVAE
+from pyro_lmmvae import LMMVAE, arviz_compat
 from pyro_lmmvae.datasets import make_health_mnist
 
 started = time.perf_counter()
@@ -424,9 +423,11 @@ fig.tight_layout()
 ## The fixed effects in ArviZ
 
 `effects()` draws the effects from the variational posterior q(A_f) q(u_p) and returns an
-`arviz.InferenceData`; `fixed_effects` has dims `(chain, draw, latent, term)` with the terms named
-from the formula. We show the sex × age and disease terms, and the control term `location`, in
-the latent dimensions where the disease terms are largest relative to their posterior sd.
+`arviz.InferenceData` (an `xarray.DataTree` on ArviZ >= 1.0); `fixed_effects` has dims
+`(chain, draw, latent, term)` with the terms named from the formula, and
+`pyro_lmmvae.arviz_compat` summarises and plots it the same way on both ArviZ lines. We show
+the sex × age and disease terms, and the control term `location`, in the latent dimensions where
+the disease terms are largest relative to their posterior sd.
 """,
     ),
     (
@@ -449,22 +450,22 @@ terms = [
 disease = fixed.sel(term=["diseasePresence", "diseasePresence:diseaseAge_z"])
 z_score = (abs(disease.mean(("chain", "draw"))) / disease.std(("chain", "draw"))).max("term")
 latents = [int(v) for v in z_score.sortby(z_score, ascending=False).latent.values[:4]]
-axes = az.plot_forest(
+fig, ax = plt.subplots(figsize=(6, 7))
+arviz_compat.plot_forest(
     idata,
     var_names=["fixed_effects"],
     coords={"term": terms, "latent": latents},
-    combined=True,
     hdi_prob=0.95,
-    figsize=(6, 7),
+    ax=ax,
 )
-axes[0].axvline(0, color="grey", lw=0.8)
-axes[0].set_title("fixed effects (95% HDI), latent dims " + ", ".join(map(str, latents)));
+ax.axvline(0, color="grey", lw=0.8)
+ax.set_title("fixed effects (95% HDI), latent dims " + ", ".join(map(str, latents)));
 """,
     ),
     (
         "code",
         """
-summary = az.summary(idata, var_names=["fixed_effects"], coords={"term": terms}, kind="stats")
+summary = arviz_compat.summary(idata, var_names=["fixed_effects"], coords={"term": terms})
 summary["|mean|/sd"] = summary["mean"].abs() / summary["sd"]
 print("mean |posterior mean| / sd per term, over latent dims:")
 term_of_row = summary.index.str.extract(r", (.*)\\]$", expand=False)
@@ -889,13 +890,12 @@ from pathlib import Path
 # tqdm warns in Jupyter without ipywidgets (the fits below show no progress bar anyway)
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
-from pyro_lmmvae import LMMVAE
+from pyro_lmmvae import LMMVAE, arviz_compat
 from pyro_lmmvae.datasets import load_physionet
 
 started = time.perf_counter()
@@ -1132,16 +1132,16 @@ assert np.all(np.isfinite(random.values))
 
 spread = random.mean(("chain", "draw")).std("group").sum("random_term")
 top = [int(v) for v in spread.sortby(spread, ascending=False).latent.values[:2]]
-axes = az.plot_forest(
+fig, ax = plt.subplots(figsize=(6, 1.0 + 0.5 * len(patients) * 2 * len(top)))
+arviz_compat.plot_forest(
     idata,
     var_names=["random_effects"],
     coords={"group": patients, "latent": top},
-    combined=True,
     hdi_prob=0.95,
-    figsize=(6, 1.0 + 0.5 * len(patients) * 2 * len(top)),
+    ax=ax,
 )
-axes[0].axvline(0, color="grey", lw=0.8)
-axes[0].set_title(f"random effects (95% HDI), latent dims {top}");
+ax.axvline(0, color="grey", lw=0.8)
+ax.set_title(f"random effects (95% HDI), latent dims {top}");
 """,
     ),
     (
@@ -1161,8 +1161,8 @@ for ax, dim in zip(axes[0], top):
 axes[0, 0].legend()
 fig.tight_layout()
 
-fixed_summary = az.summary(
-    idata, var_names=["fixed_effects"], coords={"term": ["death", "death:t"]}, kind="stats"
+fixed_summary = arviz_compat.summary(
+    idata, var_names=["fixed_effects"], coords={"term": ["death", "death:t"]}
 )
 print(fixed_summary.round(3).to_string())
 print(f"\\nnotebook wall time: {time.perf_counter() - started:.0f} s")

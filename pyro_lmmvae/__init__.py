@@ -3,7 +3,8 @@
 The data flow: a formula and a DataFrame give a :class:`Design`; the design sizes the generative
 model (:mod:`pyro_lmmvae.models`) and the guide (:mod:`pyro_lmmvae.guides`); training minimises
 :class:`~pyro_lmmvae.training.loss.ELBOLoss`; :class:`LMMVAE` wraps it all and gives imputation,
-prediction and :meth:`LMMVAE.effects` as ArviZ InferenceData. ``LMMVAE(variant=, objective=)``
+prediction and :meth:`LMMVAE.effects` as ArviZ InferenceData (an ``xarray.DataTree`` on ArviZ
+>= 1.0; :mod:`pyro_lmmvae.arviz_compat` reads both lines). ``LMMVAE(variant=, objective=)``
 selects the oLMM-VAE, the sLMM-VAE or the CVAE baseline, trained with the ELBO or GSNN
 (:mod:`pyro_lmmvae.variants`). Formula terms ``fourier()`` and ``rff()`` with a
 :class:`SpectralPrior` make it a reduced-rank GP-prior VAE (:mod:`pyro_lmmvae.bases`,
@@ -51,7 +52,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "LMMVAE",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pyro.distributions as dist
@@ -15,7 +14,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from pyro_lmmvae import inspection, metrics
+from pyro_lmmvae import arviz_compat, inspection, legacy, metrics, persistence
 from pyro_lmmvae.data import (
     Batch,
     InstanceBatcher,
@@ -24,7 +23,6 @@ from pyro_lmmvae.data import (
 )
 from pyro_lmmvae.design import Design, DesignMatrices, UnseenPolicy
 from pyro_lmmvae.effects import effects_inference_data
-from pyro_lmmvae.io import write_atomic
 from pyro_lmmvae.models import Likelihood
 from pyro_lmmvae.priors import EffectPrior
 from pyro_lmmvae.training.checkpoint import (
@@ -36,13 +34,12 @@ from pyro_lmmvae.training.checkpoint import (
 from pyro_lmmvae.training.loop import NonFiniteLossError, TrainingHistory, train
 from pyro_lmmvae.variants import VARIANTS, Objective, Variant, VariantOptions, build_pair
 
-FORMAT = "pyro_lmmvae.LMMVAE/2"
 PriorSpec = EffectPrior | dist.TorchDistribution | str | None
 Selection = Literal["objective", "prediction_mse"]
 PredictUnseen = Literal["error", "prior", "context"]
 KLEstimator = Literal["auto", "closed_form", "trace_mean_field"]
 
-__all__ = ["FORMAT", "LMMVAE", "VARIANTS"]
+__all__ = ["LMMVAE", "VARIANTS"]
 
 
 class LMMVAE:
@@ -187,6 +184,27 @@ class LMMVAE:
             )
         self.history = TrainingHistory()
         self.device = torch.device("cpu")
+        # what save() records to rebuild this estimator (priors and likelihood are read from the
+        # live model at save time, so swapping them after construction is saved too)
+        self._constructor = {
+            "formula": formula,
+            "latent_dim": latent_dim,
+            "variant": variant,
+            "objective": objective,
+            "instance": instance,
+            "network": network,
+            "encoder": None if encoder is None else {"custom": type(encoder).__name__},
+            "decoder": None if decoder is None else {"custom": type(decoder).__name__},
+            "latent_scale": float(latent_scale),
+            "bayesian_effects": self.options.bayesian_effects,
+            "pooling": pooling,
+            "include_prior_precision": include_prior_precision,
+            "local_reparam": local_reparam,
+            "instance_intercept": instance_intercept,
+            "standardize": standardize if isinstance(standardize, bool) else list(standardize),
+            "mask_channel": mask_channel,
+            "seed": seed,
+        }
 
     def _design(self, formula, data, instance, standardize, instance_intercept) -> Design:
         design = Design(formula, data, instance=instance, standardize=standardize)
@@ -417,11 +435,11 @@ class LMMVAE:
         if not Path(checkpoint).exists():
             return None
         payload = read_checkpoint(checkpoint)
-        if payload.get("format") != FORMAT or payload.get("options") != self.options:
+        if payload["options"] != asdict(self.options):
             raise ValueError(f"{checkpoint} is a checkpoint of another model; cannot resume")
-        if payload.get("design").formula != self.design.formula:
+        if payload["design"]["formula"] != self.design.formula:
             raise ValueError(
-                f"{checkpoint} was written for the formula {payload['design'].formula!r}, "
+                f"{checkpoint} was written for the formula {payload['design']['formula']!r}, "
                 f"not {self.design.formula!r}; cannot resume"
             )
         saved = payload.get("fit_settings", {})
@@ -779,8 +797,10 @@ class LMMVAE:
 
     def effects(
         self, num_draws: int = 500, seed: int = 0, groups: Sequence | None = None
-    ) -> az.InferenceData:
-        """The learned fixed and random effects as an :class:`arviz.InferenceData`.
+    ) -> arviz_compat.DataContainer:
+        """The learned fixed and random effects for ArviZ: an :class:`arviz.InferenceData` on
+        ArviZ 0.x, an :class:`xarray.DataTree` on ArviZ >= 1.0 (see
+        :mod:`pyro_lmmvae.arviz_compat`).
 
         Draws from q(A) for Bayesian effects; a single draw holding the estimate for point
         estimates (the sLMM default). See :func:`pyro_lmmvae.effects.effects_inference_data`
@@ -847,50 +867,71 @@ class LMMVAE:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Write the fitted estimator to ``path`` atomically (one file, ``torch.save``)."""
-        state = self._saved_state()
-        return write_atomic(path, lambda tmp: torch.save(state, tmp))
+        """Write the fitted estimator to ``path`` atomically.
 
-    def _saved_state(self) -> dict:
-        """What :meth:`save` writes (and every checkpoint holds)."""
-        return {
-            "format": FORMAT,
-            "options": self.options,
-            "latent_dim": self.latent_dim,
-            "obs_dim": self.obs_dim,
-            "design": self.design,
-            "pair": copy.deepcopy(self.pair).cpu(),
-            "data": self._data,
-            "y": self._y,
-            "mask": self._mask,
-            "history": self.history,
-        }
+        The file holds plain values, tensors and state dicts (no pickled objects; see
+        :mod:`pyro_lmmvae.persistence`): the constructor arguments, the training rows, the
+        design's encodings, the weights and the history. A custom encoder, decoder, likelihood
+        or prior is recorded by class name and must be passed again to :meth:`load`.
+        """
+        return persistence.write_model_file(path, persistence.estimator_payload(self))
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> LMMVAE:
+    def load(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        *,
+        encoder: nn.Module | None = None,
+        decoder: nn.Module | None = None,
+        likelihood: Likelihood | None = None,
+        fixed_prior: PriorSpec = None,
+        random_prior: PriorSpec = None,
+        trust_pickle: bool = False,
+    ) -> LMMVAE:
         """Load an estimator written by :meth:`save` (or a checkpoint written by :meth:`fit`).
 
-        The file is a pickle (it holds the networks): load only files you trust. A checkpoint
+        The file is read with ``torch.load(weights_only=True)``: it runs no code from the file.
+        The estimator is rebuilt through the constructor and its weights loaded; a checkpoint
         loads with the weights of its last completed epoch.
+
+        Parameters
+        ----------
+        path : str or Path
+        device : str or torch.device, default "cpu"
+        encoder, decoder, likelihood, fixed_prior, random_prior : optional
+            The custom objects the model was built with, when it was (the error says which);
+            built like the saved ones: their learned values come from the file.
+        trust_pickle : bool, default False
+            Read a file written by pyro_lmmvae 0.1 (a pickle: it can run code, so only for
+            files you trust); ``save`` it again to convert it.
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no file at ``path``.
+        pyro_lmmvae.persistence.ModelFileError
+            (a ValueError) For an empty, damaged or foreign file, a newer format version, a
+            0.1 file without ``trust_pickle``, a missing custom object, or a CUDA device on a
+            machine without one; the one-line message names the file and the cause.
         """
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            found = state.get("format") if isinstance(state, dict) else None
-            raise ValueError(
-                f"{path} is not a pyro_lmmvae LMMVAE file of format {FORMAT} (found {found!r})"
-            )
-        self = cls.__new__(cls)
-        self.options = state["options"]
-        self.latent_dim = state["latent_dim"]
-        self.obs_dim = state["obs_dim"]
-        self.design = state["design"]
-        self.pair = state["pair"]
-        self._data = state["data"]
-        self._y = state["y"]
-        self._mask = state["mask"]
-        self.history = state["history"]
-        self.device = torch.device("cpu")
-        return self.to(device)
+        target = persistence.check_device(device, path)
+        try:
+            payload = persistence.read_model_file(path)
+        except persistence.LegacyFormatError:
+            if not trust_pickle:
+                raise
+            payload = legacy.read_legacy(path)
+        supplied = {
+            "encoder": encoder,
+            "decoder": decoder,
+            "likelihood": likelihood,
+            "fixed_prior": fixed_prior,
+            "random_prior": random_prior,
+        }
+        self = persistence.build_estimator(cls, payload, supplied, Path(path))
+        self.history = TrainingHistory.from_dict(payload["history"])
+        return self.to(target)
 
     def __repr__(self) -> str:
         return (
@@ -910,11 +951,10 @@ class _CheckpointWriter:
         self.epoch: int | None = None
 
     def __call__(self, state: TrainingState) -> None:
-        payload = self.estimator._saved_state()
-        payload["history"] = TrainingHistory.from_dict(state.history)
+        payload = persistence.estimator_payload(self.estimator)
+        payload["history"] = state.history
         payload["fit_settings"] = self.settings
-        payload[CHECKPOINT_KEY] = state
-        write_checkpoint(self.path, payload)
+        write_checkpoint(self.path, payload, state)
         self.epoch = state.epoch
 
     def describe(self) -> str:

@@ -27,9 +27,7 @@ import importlib
 import importlib.util
 import json
 import os
-import pickle
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -420,13 +418,8 @@ def _write_array(path: Path, array) -> None:
 def _load_model(path: str):
     from pyro_lmmvae import LMMVAE
 
-    file = _existing(path, "model file")
-    try:
-        return LMMVAE.load(file)
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as err:
-        raise ValueError(
-            f"{path} is not a model file written by 'pyro-lmmvae fit' (or LMMVAE.save): {err}"
-        ) from err
+    # LMMVAE.load gives one-line errors naming the file and the cause (ModelFileError)
+    return LMMVAE.load(_existing(path, "model file"))
 
 
 @contextlib.contextmanager
@@ -602,21 +595,20 @@ def _run_effects(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out-dir {args.out_dir} is a file, not a folder")
     model = _load_model(args.model)
-    import arviz as az
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from pyro_lmmvae import arviz_compat
     from pyro_lmmvae.io import atomic_path, write_atomic
 
     idata = model.effects(num_draws=args.draws, seed=args.seed)
-    posterior = idata.posterior
+    posterior = arviz_compat.group_dataset(idata, "posterior")
     names = [name for name in ("fixed_effects", "random_effects") if name in posterior]
     names += sorted(name for name in posterior.data_vars if name not in names)
     with atomic_path(out_dir / "effects.nc") as tmp:
-        idata.to_netcdf(str(tmp))
-    with warnings.catch_warnings():  # a single draw (point estimates) has no sd: left empty
-        warnings.simplefilter("ignore", RuntimeWarning)
-        summary = az.summary(idata, var_names=names, kind="stats")
+        arviz_compat.to_netcdf(idata, tmp)
+    # mean, sd (empty for a single draw, i.e. point estimates), hdi_3%, hdi_97%
+    summary = arviz_compat.summary(idata, var_names=names, hdi_prob=0.94)
     write_atomic(out_dir / "summary.csv", lambda tmp: summary.to_csv(tmp, index_label="variable"))
 
     fixed = posterior["fixed_effects"]
@@ -624,7 +616,7 @@ def _run_effects(args: argparse.Namespace) -> int:
     fig = Figure(figsize=(7.0, min(2.0 + 0.25 * rows, 200.0)))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    az.plot_forest(idata, var_names=["fixed_effects"], combined=True, ax=ax, show=False)
+    arviz_compat.plot_forest(idata, var_names=["fixed_effects"], ax=ax, hdi_prob=0.94)
     ax.axvline(0.0, color="0.6", linewidth=0.8, linestyle="--", zorder=0)
     ax.set_title(f"fixed effects: {posterior.attrs.get('formula', '')}")
     fig.tight_layout()
@@ -899,9 +891,11 @@ def _add_effects_verb(verbs: argparse._SubParsersAction) -> None:
         help="write a fitted model's fixed and random effects (netCDF, CSV summary, forest plot)",
         formatter_class=_DefaultsFormatter,
         description="Draw the learned effects (LMMVAE.effects) and write, atomically, to "
-        "--out-dir: effects.nc (the ArviZ InferenceData; az.from_netcdf reads it), summary.csv "
-        "(az.summary of the fixed and random effects: mean, sd, 94% HDI) and forest.png (the "
-        "fixed effects). Point estimates (the sLMM default) give a single draw.",
+        "--out-dir: effects.nc (the ArviZ InferenceData, a DataTree on ArviZ >= 1.0; "
+        "pyro_lmmvae.arviz_compat.from_netcdf or az.from_netcdf reads it), summary.csv (the fixed "
+        "and random effects: mean, sd and the 94% HDI as columns hdi_3%, hdi_97%, on every "
+        "ArviZ version) and forest.png (the fixed effects: means, 94% and 50% HDIs). Point "
+        "estimates (the sLMM default) give a single draw.",
     )
     _add_model_argument(parser)
     parser.add_argument(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_lmmvae import metrics, plots
+from pyro_lmmvae import arviz_compat, metrics, plots
 from pyro_lmmvae.api import LMMVAE
 from pyro_lmmvae.datasets import make_synthetic
 from pyro_lmmvae.io import write_atomic, write_text_atomic
@@ -162,7 +162,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(), progress: b
 
     lmm = models[primary]
     idata = lmm.effects(num_draws=500, seed=config.seed)
-    write_atomic(out / "effects.nc", lambda tmp: idata.to_netcdf(str(tmp), engine="h5netcdf"))
+    write_atomic(out / "effects.nc", lambda tmp: arviz_compat.to_netcdf(idata, tmp))
     write_text_atomic(out / "metrics.json", json.dumps(report, indent=2, default=float))
     baseline = next((models[n] for n, *_ in runs if n == "vae"), None)
     _figures(out, ds, lmm, baseline, idata)

@@ -1,4 +1,8 @@
-"""Learned fixed and random effects as an ArviZ :class:`~arviz.InferenceData`.
+"""Learned fixed and random effects as an ArviZ container.
+
+The container is an :class:`arviz.InferenceData` on ArviZ 0.x and an :class:`xarray.DataTree`
+on ArviZ >= 1.0 (:mod:`pyro_lmmvae.arviz_compat` builds it); on both, ``data.posterior[name]``
+is an :class:`xarray.DataArray` and ``data.posterior.attrs`` a dict.
 
 Draws come from the variational posterior q(A_f) q(u_p); for point estimates (the sLMM default)
 the posterior group holds a single draw, the estimate, and says so in its attributes. It holds
@@ -13,10 +17,10 @@ sets. Attributes record the formula, the priors and the standardisation of the c
 that a coefficient can be read on the right scale.
 
 For Bayesian effects the ``prior`` group holds as many draws from the priors p(A_f), p(u_p)
-(same variables, dims and coords; e.g. for ``az.plot_dist_comparison``), and ``constant_data``
-holds each entry's prior standard deviation, ``fixed_prior_sd`` (latent, term) and
-``random_prior_sd`` (latent, random_term): with a
-:class:`~pyro_lmmvae.spectral_priors.SpectralPrior` these are the spectral scales ``√Λ`` of the
+(same variables, dims and coords; e.g. for ``az.plot_dist_comparison`` on ArviZ 0.x,
+``az.plot_prior_posterior`` on 1.x), and ``constant_data`` holds each entry's prior standard
+deviation, ``fixed_prior_sd`` (latent, term) and ``random_prior_sd`` (latent, random_term): with
+a :class:`~pyro_lmmvae.spectral_priors.SpectralPrior` these are the spectral scales ``√Λ`` of the
 basis columns, and the posterior attributes ``fixed_prior_hyperparameters`` /
 ``random_prior_hyperparameters`` hold the (possibly learned) kernel variance and lengthscale of
 every basis term as JSON.
@@ -27,10 +31,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import arviz as az
 import numpy as np
 import torch
 
+from pyro_lmmvae import arviz_compat
 from pyro_lmmvae.design import Design
 from pyro_lmmvae.guides import MeanFieldEffects
 from pyro_lmmvae.models import MixedEffects, PointEffects
@@ -46,8 +50,8 @@ def effects_inference_data(
     seed: int = 0,
     groups: Sequence | None = None,
     attrs: dict | None = None,
-) -> az.InferenceData:
-    """Draw the effects from q and wrap them in an InferenceData.
+) -> arviz_compat.DataContainer:
+    """Draw the effects from q and wrap them in an ArviZ container.
 
     Parameters
     ----------
@@ -68,7 +72,9 @@ def effects_inference_data(
 
     Returns
     -------
-    arviz.InferenceData
+    arviz.InferenceData or xarray.DataTree
+        :data:`pyro_lmmvae.arviz_compat.DataContainer`: ``InferenceData`` on ArviZ 0.x,
+        ``DataTree`` on ArviZ >= 1.0.
     """
     if num_draws < 1:
         raise ValueError(f"num_draws must be at least 1, got {num_draws}")
@@ -131,9 +137,9 @@ def effects_inference_data(
             hyper = getattr(getattr(prior_effects, name), "hyperparameters", None)
             if hyper is not None and getattr(prior_effects, name).columns:
                 all_attrs[f"{name}_hyperparameters"] = json.dumps(hyper())
-    idata = az.from_dict(**groups_of_data, coords=coords, dims=dims)
-    idata.posterior.attrs.update(all_attrs)
-    return idata
+    return arviz_compat.from_dict(
+        groups_of_data, coords=coords, dims=dims, attrs={"posterior": all_attrs}
+    )
 
 
 def _prior_draws(

@@ -51,6 +51,15 @@ class EffectPrior(LocalPyroModule):
         """Short human-readable description used in ``effects()`` attributes."""
         return type(self).__name__
 
+    def config(self) -> dict | None:
+        """Plain values that rebuild this prior when a saved model is loaded, or None.
+
+        Learned values (parameters, buffers) come from the saved state dict; the config gives
+        the structure. None (the default for subclasses) records the prior by class name, and
+        :meth:`~pyro_lmmvae.LMMVAE.load` then needs it passed again.
+        """
+        return None
+
     def bind(self, columns) -> None:
         """Learn which columns the effect matrix has (``Design.fixed_bases`` or ``random_bases``).
 
@@ -107,6 +116,14 @@ class DistributionPrior(EffectPrior):
         params = {name: getattr(self, f"param_{name}") for name in self._param_names}
         return self.distribution_type(**params).expand(torch.Size(shape))
 
+    def config(self) -> dict | None:
+        """The distribution by its name in :mod:`pyro.distributions`, and its parameters."""
+        name = self.distribution_type.__name__
+        if getattr(dist, name, None) is not self.distribution_type:
+            return None  # a distribution defined elsewhere: recorded by class name
+        params = {n: getattr(self, f"param_{n}").detach().cpu().clone() for n in self._param_names}
+        return {"type": "distribution", "name": name, "params": params}
+
     def describe(self) -> str:
         args = ", ".join(
             f"{name}={_short(getattr(self, f'param_{name}'))}" for name in self._param_names
@@ -134,6 +151,10 @@ class LearnedScaleNormal(EffectPrior):
     def forward(self, shape: tuple[int, ...]) -> dist.TorchDistribution:
         scale = self.scale
         return dist.Normal(torch.zeros((), device=scale.device), scale).expand(torch.Size(shape))
+
+    def config(self) -> dict:
+        """The type; the learned scale itself is in the state dict."""
+        return {"type": "learned_scale_normal", "init_scale": 1.0}
 
     def describe(self) -> str:
         return f"Normal(0, learned scale={float(self.scale.detach()):.4g})"

@@ -118,6 +118,30 @@ class SpectralPrior(EffectPrior):
         self.term_names: tuple[str, ...] = ()
         self._term_kernels: tuple[str, ...] = ()
 
+    def config(self) -> dict:
+        """The constructor arguments as plain values (kernels as names or field dicts)."""
+        return {
+            "type": "spectral",
+            "kernel": _kernel_config(self.kernel),
+            "variance": self.variance_init,
+            "lengthscale": self.lengthscale_init,
+            "learn": sorted(self.learn),
+            "terms": {k: _kernel_config(v) for k, v in self.terms.items()},
+            "scale": self.scale,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> SpectralPrior:
+        """Inverse of :meth:`config`."""
+        return cls(
+            _kernel_from_config(config["kernel"]),
+            variance=config["variance"],
+            lengthscale=config["lengthscale"],
+            learn=list(config["learn"]),
+            terms={k: _kernel_from_config(v) for k, v in config["terms"].items()},
+            scale=config["scale"],
+        )
+
     @staticmethod
     def _check_kernel(kernel: KernelSpec, what: str) -> KernelSpec:
         if isinstance(kernel, Kernel):
@@ -293,3 +317,18 @@ class SpectralPrior(EffectPrior):
         return (
             f"SpectralPrior({'; '.join(parts)}; other columns Normal(0, {self.scale:.4g}){learned})"
         )
+
+
+def _kernel_config(kernel: KernelSpec) -> str | dict:
+    if isinstance(kernel, Kernel):
+        return {
+            "name": kernel.name,
+            "variance": kernel.variance,
+            "lengthscale": kernel.lengthscale,
+            "period": kernel.period,
+        }
+    return kernel
+
+
+def _kernel_from_config(config: str | dict) -> KernelSpec:
+    return config if isinstance(config, str) else Kernel(**config)

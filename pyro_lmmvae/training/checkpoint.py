@@ -4,19 +4,21 @@ A checkpoint holds everything a fit needs to continue as if it had never stopped
 the model and the guide, the optimizer and scheduler states, the best-validation weights and the
 early-stopping counter, the history, and the random states (torch's global generator, which
 drives Pyro's draws, the batch shuffler's generator and CUDA's). :meth:`~pyro_lmmvae.LMMVAE.fit`
-adds the estimator (design, options, data) so that the same file also loads with
-:meth:`~pyro_lmmvae.LMMVAE.load`. Files are written to a temporary name and renamed, so the
-previous checkpoint stays whole until the new one is complete.
+adds the estimator's saved values (constructor arguments, data, design encodings; see
+:mod:`pyro_lmmvae.persistence`) so that the same file also loads with
+:meth:`~pyro_lmmvae.LMMVAE.load`. Like a saved model, a checkpoint holds only plain values and
+tensors, read with ``torch.load(weights_only=True)``. Files are written to a temporary name and
+renamed, so the previous checkpoint stays whole until the new one is complete.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
-from pyro_lmmvae.io import write_atomic
+from pyro_lmmvae.persistence import ModelFileError, read_model_file, write_model_file
 
 __all__ = ["RandomState", "TrainingState", "read_checkpoint", "write_checkpoint"]
 
@@ -81,27 +83,44 @@ class TrainingState:
 CHECKPOINT_KEY = "training_state"
 
 
-def write_checkpoint(path: str | Path, payload: dict) -> Path:
-    """Write ``payload`` (a dict holding a :class:`TrainingState`) to ``path`` atomically."""
-    if not isinstance(payload.get(CHECKPOINT_KEY), TrainingState):
-        raise TypeError(f"a checkpoint payload needs a TrainingState under {CHECKPOINT_KEY!r}")
-    return write_atomic(path, lambda tmp: torch.save(payload, tmp))
+def _state_to_plain(state: TrainingState) -> dict:
+    """A TrainingState as plain values and tensors (readable with ``weights_only=True``)."""
+    plain = {f.name: getattr(state, f.name) for f in fields(TrainingState)}
+    plain["random"] = {f.name: getattr(state.random, f.name) for f in fields(RandomState)}
+    return plain
+
+
+def _state_from_plain(plain: dict) -> TrainingState:
+    values = dict(plain)
+    values["random"] = RandomState(**values["random"])
+    return TrainingState(**values)
+
+
+def write_checkpoint(path: str | Path, payload: dict, state: TrainingState) -> Path:
+    """Write ``payload`` (an estimator's saved values) and ``state`` to ``path`` atomically.
+
+    The file has the layout of a saved model (:mod:`pyro_lmmvae.persistence`) plus the training
+    state, so :meth:`~pyro_lmmvae.LMMVAE.load` reads it too.
+    """
+    if not isinstance(state, TrainingState):
+        raise TypeError(f"a checkpoint needs a TrainingState, got {type(state).__name__}")
+    return write_model_file(path, {**payload, CHECKPOINT_KEY: _state_to_plain(state)})
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint written by :func:`write_checkpoint` (a pickle: trusted files only).
+    """Read a checkpoint written by :func:`write_checkpoint` (no code from the file runs).
+
+    Returns the payload with its training state as a :class:`TrainingState`.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not a checkpoint.
+        If the file is not a checkpoint (:class:`~pyro_lmmvae.persistence.ModelFileError` for
+        files that are not model files at all).
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or not isinstance(payload.get(CHECKPOINT_KEY), TrainingState):
-        raise ValueError(f"{path} is not a pyro_lmmvae checkpoint (no training state in it)")
-    return payload
+    payload = read_model_file(path)
+    if not isinstance(payload.get(CHECKPOINT_KEY), dict):
+        raise ModelFileError(f"{path} is a saved model, not a checkpoint (no training state)")
+    return {**payload, CHECKPOINT_KEY: _state_from_plain(payload[CHECKPOINT_KEY])}
