@@ -49,6 +49,13 @@ class LocalPyroModule(PyroModule):
             self.__dict__.get("_pyro_params", ()),
             self.__dict__.get("_pyro_samples", ()),
         )
+        if name in pyro_attributes[0] and not _local_mode():
+            # A PyroParam read in Pyro's global mode would be synchronised with the global
+            # param store, where a parameter of the same name from another model replaces this
+            # one. Read it module-locally: Pyro still sees a param statement (SVI and PyroOptim
+            # find it), but the value is always this module's own.
+            with local_params():
+                return super().__getattr__(name)
         if any(name in a for a in pyro_attributes) or not _local_mode():
             return super().__getattr__(name)
         result = nn.Module.__getattr__(self, name)
