@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro.infer import SVI, TraceMeanField_ELBO
 
@@ -162,6 +163,7 @@ class Case:
             latent_dim=latent_dim,
             network=network,
             standardize=False,
+            random_prior=dist.Normal(0.0, 1.0),  # the reference implements a unit Normal prior on u
             seed=seed,
         )
 

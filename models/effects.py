@@ -18,7 +18,7 @@ import pyro
 import torch
 
 from pyro_lmmvae.data import Batch
-from pyro_lmmvae.priors import EffectPrior, as_prior
+from pyro_lmmvae.priors import EffectPrior, RandomEffectCovariance, as_prior
 from pyro_lmmvae.pyro_module import LocalPyroModule
 
 FIXED_SITE = "fixed_effects"
@@ -244,13 +244,18 @@ class MixedEffects(EffectDims):
     n_groups : int
         P, number of instances with random effects.
     fixed_prior, random_prior : EffectPrior or pyro distribution, optional
-        Priors on the entries; Normal(0, 1) by default. Swap them at any time by assigning
+        Priors on the entries: Normal(0, 1) on the fixed effects and, on the random effects,
+        :class:`~pyro_lmmvae.priors.RandomEffectCovariance` (learned variance components, the
+        terms of a block correlated) by default. Swap them at any time by assigning
         ``effects.fixed_prior = dist.Laplace(0., 1.)`` (distributions are wrapped by
         :func:`~pyro_lmmvae.priors.as_prior`).
     fixed_columns, random_columns : sequence of (BasisColumn or None), optional
         What each column is (``Design.fixed_bases``, ``Design.random_bases``); every prior is
         bound to them when attached, which is how a
         :class:`~pyro_lmmvae.spectral_priors.SpectralPrior` finds its basis columns.
+    random_blocks : sequence of sequence of int, optional
+        Column indices of each block of correlated random terms (``Design.random_blocks``);
+        one block per term by default.
     """
 
     def __init__(
@@ -263,6 +268,7 @@ class MixedEffects(EffectDims):
         random_prior: EffectPrior | pyro.distributions.TorchDistribution | str | None = None,
         fixed_columns: Sequence | None = None,
         random_columns: Sequence | None = None,
+        random_blocks: Sequence[Sequence[int]] | None = None,
     ) -> None:
         super().__init__(latent_dim, n_fixed, n_random, n_groups)
         self.columns = {
@@ -271,8 +277,13 @@ class MixedEffects(EffectDims):
             if random_columns is not None
             else (None,) * n_random,
         }
+        self.random_blocks = (
+            tuple(tuple(b) for b in random_blocks)
+            if random_blocks is not None
+            else tuple((j,) for j in range(n_random))
+        )
         self.fixed_prior = fixed_prior
-        self.random_prior = random_prior
+        self.random_prior = RandomEffectCovariance() if random_prior is None else random_prior
 
     def for_instances(self, n_groups: int) -> MixedEffects:
         """The same priors over ``n_groups`` new instances (for context adaptation)."""
@@ -285,12 +296,15 @@ class MixedEffects(EffectDims):
             self.random_prior,
             self.columns["fixed_prior"],
             self.columns["random_prior"],
+            self.random_blocks,
         )
 
     def __setattr__(self, name: str, value) -> None:
         if name in ("fixed_prior", "random_prior"):
             value = as_prior(value)
             value.bind(self.columns[name])
+            if name == "random_prior" and self.n_random:
+                value.bind_layout(self.latent_dim, self.random_blocks)
         super().__setattr__(name, value)
 
     def forward(
@@ -309,7 +323,8 @@ class MixedEffects(EffectDims):
         if self.n_random:
             with plates.instances, plates.latent:
                 shape = (len(batch.instances), self.latent_dim, self.n_random)
-                random = pyro.sample(RANDOM_SITE, self.random_prior(shape).to_event(1))
+                prior = self.random_prior(shape)  # entry-wise, or jointly over the k terms
+                random = pyro.sample(RANDOM_SITE, prior.to_event(1 - len(prior.event_shape)))
         return fixed, random
 
 

@@ -1127,7 +1127,7 @@ idata = model.effects(num_draws=200)
 random = idata.posterior["random_effects"]
 print(dict(random.sizes))
 assert random.sizes["group"] == train.data["id"].nunique()
-assert list(random.coords["random_term"].values) == ["1", "t"]
+assert list(random.coords["random_term"].values) == ["1|id", "t|id"]
 assert np.all(np.isfinite(random.values))
 
 spread = random.mean(("chain", "draw")).std("group").sum("random_term")
@@ -1151,8 +1151,8 @@ post_mean = random.mean(("chain", "draw"))
 died = ds.data.groupby("id")["death"].first().reindex(post_mean.coords["group"].values).to_numpy()
 fig, axes = plt.subplots(1, len(top), figsize=(5 * len(top), 3.8), squeeze=False)
 for ax, dim in zip(axes[0], top):
-    b0 = post_mean.sel(latent=dim, random_term="1").values
-    b1 = post_mean.sel(latent=dim, random_term="t").values
+    b0 = post_mean.sel(latent=dim, random_term="1|id").values
+    b1 = post_mean.sel(latent=dim, random_term="t|id").values
     ax.scatter(b0[died == 0], b1[died == 0], s=8, alpha=0.6, label="survived")
     ax.scatter(b0[died == 1], b1[died == 1], s=8, alpha=0.8, color="C3", label="died")
     ax.set_xlabel("random intercept (posterior mean)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -35,6 +36,10 @@ from pyro_lmmvae.training.loop import NonFiniteLossError, TrainingHistory, train
 from pyro_lmmvae.variants import VARIANTS, Objective, Variant, VariantOptions, build_pair
 
 PriorSpec = EffectPrior | dist.TorchDistribution | str | None
+IDENTITY_NOISE = 0.01
+"""Fixed likelihood noise of ``network="identity"``: z is y up to this; sigma_z the residual."""
+MAX_LOCAL_LR = 0.1
+"""Cap of the default ``local_lr``: Adam steps of a random effect of order one stay small."""
 Selection = Literal["objective", "prediction_mse"]
 PredictUnseen = Literal["error", "prior", "context"]
 KLEstimator = Literal["auto", "closed_form", "trace_mean_field"]
@@ -74,18 +79,25 @@ class LMMVAE:
         Any networks: the encoder maps (n, D) (plus D with ``mask_channel``, plus Q_f for the
         CVAE) to (n, 2L) or a tuple (mu, log sigma^2); the decoder maps (n, L) (plus Q_f for the
         CVAE) to (n, D). They replace the networks named by ``network``.
+        ``decoder="identity"`` is ``network="identity"``.
     network : str, default "mlp"
         The named encoder/decoder architecture (spec §8; see
         :func:`pyro_lmmvae.architectures.build_networks`): ``"mlp"``, ``"health_mnist"``,
-        ``"health_mnist_identifiability"``, ``"rotating_mnist"`` or ``"physionet"``.
+        ``"health_mnist_identifiability"``, ``"rotating_mnist"``, ``"physionet"``, or
+        ``"identity"``: ``g(z) = z`` (needs ``latent_dim = D``) and a linear encoder, which makes
+        the model a linear-Gaussian mixed model, ``y = A_f x + u_p w + noise`` per feature, to be
+        held against lme4 (z-score y and the covariates; see the user guide).
     likelihood : {"gaussian", "bernoulli"} or Likelihood, default "gaussian"
-        Gaussian with learned per-feature noise unless ``noise_scale`` fixes it.
+        Gaussian with learned per-feature noise unless ``noise_scale`` fixes it (with
+        ``network="identity"`` it is fixed at 0.01 by default, so that sigma_z is the LMM's
+        residual scale).
     noise_scale : float, optional
         Fixed Gaussian noise standard deviation (e.g. 0.1 for images in [0, 1]).
     latent_scale : float, default 1.0
-        sigma_z, the prior standard deviation of the latent noise.
-    learn_latent_scale : bool, default False
-        Learn sigma_z as a point estimate.
+        sigma_z, the prior standard deviation of the latent noise (its initial value when
+        learned).
+    learn_latent_scale : bool, default True
+        Learn sigma_z as a point estimate (the LMM's residual scale in the latent space).
     fixed_prior, random_prior : pyro distribution, EffectPrior or "learned_scale", optional
         Priors on the entries of A_f and u_p; Normal(0, 1) by default. Bayesian effects only.
     bayesian_effects : bool, optional
@@ -137,7 +149,7 @@ class LMMVAE:
         likelihood: str | Likelihood = "gaussian",
         noise_scale: float | None = None,
         latent_scale: float = 1.0,
-        learn_latent_scale: bool = False,
+        learn_latent_scale: bool = True,
         fixed_prior: PriorSpec = None,
         random_prior: PriorSpec = None,
         bayesian_effects: bool | None = None,
@@ -149,6 +161,16 @@ class LMMVAE:
         mask_channel: bool = False,
         seed: int = 0,
     ) -> None:
+        if isinstance(decoder, str):
+            if decoder != "identity" or encoder is not None:
+                raise ValueError(
+                    f"decoder={decoder!r}: a name here can only be 'identity' (without encoder=); "
+                    "pass other named networks as network="
+                )
+            network, decoder = "identity", None
+        if network == "identity" and noise_scale is None and likelihood == "gaussian":
+            noise_scale = IDENTITY_NOISE
+            _check_unit_scale(y, mask)
         if not isinstance(latent_dim, int) or latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
         self.options = VariantOptions(
@@ -289,13 +311,14 @@ class LMMVAE:
     # ------------------------------------------------------------------ training
     def fit(
         self,
-        max_epochs: int = 200,
+        max_epochs: int | None = None,
         batch_size: int = 32,
         *,
         lr: float = 1e-3,
-        lr_decay: float = 0.99,
+        effects_lr: float = 1e-2,
+        lr_decay: float = 1.0,
         local_lr: float | None = None,
-        validation: float | tuple | None = 0.2,
+        validation: float | tuple | None = None,
         select: Selection = "objective",
         patience: int | None = None,
         clip_norm: float | None = None,
@@ -311,21 +334,33 @@ class LMMVAE:
 
         Parameters
         ----------
-        max_epochs : int, default 200
+        max_epochs : int, optional
+            Number of epochs. By default training runs until the objective stops improving
+            (the validation objective when ``validation`` is given, the training objective
+            otherwise; the rule is :class:`~pyro_lmmvae.training.convergence.Convergence`),
+            at most :data:`~pyro_lmmvae.training.loop.EPOCH_CAP` epochs; ``history.stop_reason``
+            says which, and a :class:`~pyro_lmmvae.training.loop.ConvergenceWarning` is given
+            when the cap came first.
         batch_size : int, default 32
             Instances per batch; each batch holds all training rows of its instances.
-        lr, lr_decay : float
-            Adam learning rate and its per-epoch exponential decay.
+        lr : float, default 1e-3
+            Adam learning rate of the encoder and decoder networks.
+        effects_lr : float, default 1e-2
+            Adam learning rate of the latent LMM's shared parameters (fixed effects, variance
+            components and other prior hyper-parameters, sigma_z) and the likelihood noise: a
+            few numbers of order one, which must travel that far.
+        lr_decay : float, default 1.0
+            Per-epoch factor on every learning rate (1: constant, no cap on how far a
+            parameter can move).
         local_lr : float, optional
-            Learning rate of the per-instance random-effect parameters (``lr`` by default).
-            Each instance is in one batch per epoch, so Adam moves its parameters by at most
-            about ``3 lr`` per epoch (about 0.2 over 100 epochs with the defaults); raise
-            ``local_lr`` (e.g. ``lr`` times the number of batches per epoch) when the random
-            effects must move further. Decays with ``lr_decay`` like ``lr``.
-        validation : float, tuple or None, default 0.2
+            Learning rate of the per-instance random-effect parameters. Each instance is in one
+            batch per epoch, so they get one Adam step per epoch; by default ``local_lr`` is
+            ``effects_lr`` times the number of batches per epoch (at most
+            :data:`MAX_LOCAL_LR`), so that they move per epoch as far as the shared effects.
+        validation : float, tuple or None, default None
             A fraction of rows held out at random (seeded), or ``(data, y, mask)`` of
-            validation rows of the training instances, or None. The weights with the best
-            validation score (see ``select``) are kept.
+            validation rows of the training instances, or None (train on every row). The
+            weights with the best validation score (see ``select``) are kept.
         select : {"objective", "prediction_mse"}, default "objective"
             Score of the validation rows: the variant's own objective per row (negative ELBO;
             the sLMM pools each instance's validation rows; GSNN its own objective), or the
@@ -382,6 +417,7 @@ class LMMVAE:
         settings = {
             "batch_size": batch_size,
             "lr": lr,
+            "effects_lr": effects_lr,
             "lr_decay": lr_decay,
             "local_lr": local_lr,
             "validation": validation if isinstance(validation, float | None) else "given rows",
@@ -401,6 +437,8 @@ class LMMVAE:
             torch.manual_seed(seed)
             generator = torch.Generator().manual_seed(seed)
             batcher = InstanceBatcher(train_tensors, batch_size, generator)
+            if local_lr is None:
+                local_lr = min(effects_lr * len(batcher), MAX_LOCAL_LR)
             validate = None
             if val_tensors is not None:
                 validate = self._validator(val_tensors, train_tensors, select, seed)
@@ -414,6 +452,8 @@ class LMMVAE:
                     lr=lr,
                     lr_decay=lr_decay,
                     local_lr=local_lr,
+                    effects_lr=effects_lr,
+                    n_val_rows=len(val_tensors) if val_tensors is not None else None,
                     clip_norm=clip_norm,
                     validate=validate,
                     patience=patience,
@@ -964,4 +1004,19 @@ class _CheckpointWriter:
         return (
             f"The checkpoint {self.path} is intact: it holds the state after {self.epoch} "
             "completed epoch(s)."
+        )
+
+
+def _check_unit_scale(y, mask) -> None:
+    """Warn when the identity network meets observations far from unit scale."""
+    values = np.asarray(y, dtype=float)
+    observed = np.isfinite(values) if mask is None else np.asarray(mask, dtype=bool)
+    spread = float(values[observed].std()) if observed.any() else 1.0
+    if not 0.1 <= spread <= 10.0:
+        warnings.warn(
+            f"network='identity' with observations of standard deviation {spread:.3g}: z-score "
+            "y first; the default priors (Normal(0, 1) fixed effects), sigma_z's start (1) and "
+            "the likelihood noise (0.01) assume unit scale",
+            UserWarning,
+            stacklevel=3,
         )

@@ -211,7 +211,30 @@ def _physionet(d: int, latent: int, channels: int, q: int) -> tuple[nn.Module, n
     return _physionet_encoder(d, latent, channels, q), _physionet_decoder(d, latent, q)
 
 
+class IdentityDecoder(nn.Module):
+    """``g(z) = z``: with it the LMM-VAE is a linear-Gaussian linear mixed model (needs L = D)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+
+def _identity(d: int, latent: int, channels: int, q: int) -> tuple[nn.Module, nn.Module]:
+    if latent != d or q:
+        raise ValueError(
+            f"network 'identity' decodes z as y itself: it needs latent_dim = D = {d} (got "
+            f"{latent}) and no CVAE covariates"
+        )
+    encoder = nn.Linear(channels * d, 2 * latent)
+    with torch.no_grad():  # start at q(z | y) = N(y, 0.01²): z is y, up to a small noise
+        encoder.weight.zero_()
+        encoder.weight[:latent, :d] = torch.eye(d)
+        encoder.bias.zero_()
+        encoder.bias[latent:] = 2 * torch.log(torch.tensor(0.01))
+    return encoder, IdentityDecoder()
+
+
 ARCHITECTURES: dict[str, tuple[Builder, int | None]] = {
+    "identity": (_identity, None),
     "mlp": (_mlp, None),
     "health_mnist": (_health, HEALTH_SIDE**2),
     "health_mnist_identifiability": (_identifiability, HEALTH_SIDE**2),

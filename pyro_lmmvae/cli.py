@@ -494,6 +494,7 @@ def _run_fit(args: argparse.Namespace) -> int:
             max_epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,
+            effects_lr=args.effects_lr,
             lr_decay=args.lr_decay,
             local_lr=args.local_lr,
             validation=args.validation,
@@ -516,7 +517,10 @@ def _run_fit(args: argparse.Namespace) -> int:
         best = f"best validation {history.best_val_loss:.6g} at epoch {history.best_epoch + 1}"
     else:
         best = "no validation"
-    print(f"fit: {epochs} epochs, {best}, {len(covariates)} rows, D = {model.obs_dim}; wrote {out}")
+    print(
+        f"fit: {epochs} epochs ({history.stop_reason}), {best}, {len(covariates)} rows, "
+        f"D = {model.obs_dim}; wrote {out}"
+    )
     return 0
 
 
@@ -738,11 +742,24 @@ def _add_fit_verb(verbs: argparse._SubParsersAction) -> None:
         help="seed of initialisation, batching and Monte Carlo draws",
     )
     train = parser.add_argument_group("training (LMMVAE.fit arguments)")
-    train.add_argument("--epochs", type=int, default=fit["max_epochs"], help="maximum epochs")
+    train.add_argument(
+        "--epochs",
+        type=int,
+        default=fit["max_epochs"],
+        help="number of epochs; None: until the objective stops improving, at most 1000",
+    )
     train.add_argument(
         "--batch-size", type=int, default=fit["batch_size"], help="instances per batch"
     )
-    train.add_argument("--lr", type=float, default=fit["lr"], help="Adam learning rate")
+    train.add_argument(
+        "--lr", type=float, default=fit["lr"], help="Adam learning rate of the networks"
+    )
+    train.add_argument(
+        "--effects-lr",
+        type=float,
+        default=fit["effects_lr"],
+        help="Adam learning rate of the latent LMM (effects, variance components, sigma_z)",
+    )
     train.add_argument(
         "--lr-decay", type=float, default=fit["lr_decay"], help="per-epoch learning-rate factor"
     )
@@ -750,7 +767,8 @@ def _add_fit_verb(verbs: argparse._SubParsersAction) -> None:
         "--local-lr",
         type=float,
         default=fit["local_lr"],
-        help="learning rate of the per-instance random effects (--lr if not given)",
+        help="learning rate of the per-instance random effects (default: --effects-lr times "
+        "the batches per epoch, at most 0.1)",
     )
     train.add_argument(
         "--validation",

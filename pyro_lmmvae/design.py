@@ -70,6 +70,41 @@ def _strip_formula(formula: str) -> str:
     return text
 
 
+def _random_parts(rhs: str) -> list[tuple[str, bool, str]]:
+    """The top-level ``(expr | factor)`` and ``(expr || factor)`` terms of a formula's right side.
+
+    Returns ``(expr, correlated, factor)`` per term, in order; nested parentheses (basis calls)
+    inside ``expr`` are kept whole.
+    """
+    parts, depth, start = [], 0, None
+    for i, char in enumerate(rhs):
+        if char == "(":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+            if depth == 0 and start is not None:
+                inner = rhs[start + 1 : i]
+                bar = _top_level_bar(inner)
+                if bar is not None:
+                    double = inner[bar : bar + 2] == "||"
+                    expr = inner[:bar].strip()
+                    factor = inner[bar + (2 if double else 1) :].strip()
+                    parts.append((expr, not double, factor))
+    return parts
+
+
+def _top_level_bar(text: str) -> int | None:
+    depth = 0
+    for i, char in enumerate(text):
+        depth += char == "("
+        depth -= char == ")"
+        if char == "|" and depth == 0:
+            return i
+    return None
+
+
 def _variables(term) -> set[str]:
     return {name for name in getattr(term, "var_names", set()) if name}
 
@@ -143,7 +178,9 @@ class Design:
         if len(data) == 0:
             raise ValueError("data has no rows")
         self.formula = formula
-        self._rhs = _strip_formula(formula)
+        rhs = _strip_formula(formula)
+        self._random_parts = _random_parts(rhs)
+        self._rhs = rhs.replace("||", "|")  # formulae reads single bars; blocks say which
         self._parse()
         if instance is not None and self.group_factor is not None and instance != self.group_factor:
             raise ValueError(
@@ -158,7 +195,7 @@ class Design:
         self._check_finite(data)
         self.standardization = self._fit_standardization(data, standardize)
         self.categories = {
-            col: pd.Categorical(data[col]).categories
+            col: pd.Categorical(data[col]).remove_unused_categories().categories
             for col in sorted(self._variables)
             if not self._is_numeric(data[col])
         }
@@ -276,16 +313,21 @@ class Design:
             stats[col] = (float(values.mean()), std if std > 0 else 1.0)
         return stats
 
-    def _prepare(self, data: pd.DataFrame) -> pd.DataFrame:
+    def _prepare(self, data: pd.DataFrame, ordered: bool = False) -> pd.DataFrame:
         frame = data.copy()
         for col, (mean, std) in self.standardization.items():
             frame[col] = (frame[col].to_numpy(dtype=float) - mean) / std
         for col, levels in self.categories.items():
-            frame[col] = pd.Categorical(frame[col], categories=levels)
+            # formulae sorts the levels of an unordered categorical and keeps an ordered one's
+            # order: the encoders are built on ordered columns, so that the column's
+            # categorical order gives the levels and the first is the reference level, as in an
+            # R factor (strings get sorted levels, as R's factor() does). New data reuse the
+            # encoders' levels (an ordered column there would have to hold every level).
+            frame[col] = pd.Categorical(frame[col], categories=levels, ordered=ordered)
         return frame
 
     def _build_encoders(self) -> None:
-        frame = self._prepare(self._reference)
+        frame = self._prepare(self._reference, ordered=True)
         namespace = basis_namespace(self.standardization)
         self._fixed_encoder = self._encoder(self._fixed_rhs, frame, namespace)
         self._random_encoder = self._encoder(self._random_rhs, frame, namespace)
@@ -294,6 +336,44 @@ class Design:
         self._bases = {**fixed_transforms, **random_transforms}
         self.fixed_terms = fixed_labels
         self.random_terms = tuple("1" if name == "Intercept" else name for name in random_labels)
+        self.random_blocks = self._blocks()
+
+    def _blocks(self) -> tuple[tuple[int, ...], ...]:
+        """Column indices of each block of correlated random terms (lme4's semantics).
+
+        ``(1 + t | id)`` is one block of correlated terms; ``(1 + t || id)`` and
+        ``(1 | id) + (0 + t | id)`` give one block per term.
+        """
+        if self._random_encoder is None:
+            return ()
+        slices = self._random_encoder.slices
+        blocks: list[tuple[int, ...]] = []
+        seen: set[str] = set()
+        for expr, correlated, factor in self._random_parts:
+            desc = model_description(f"({expr} | {factor})")
+            names = ["Intercept" if self._term_source(t.expr) == "1" else str(t.expr.name)
+                     for t in desc.group_terms]  # fmt: skip
+            repeated = seen.intersection(names)
+            if repeated:
+                raise ValueError(
+                    f"formula {self.formula!r} has the random term(s) {sorted(repeated)} for "
+                    f"{factor!r} twice; give each term once"
+                )
+            seen.update(names)
+            columns = [list(range(slices[n].start, slices[n].stop)) for n in names]
+            if correlated:
+                blocks.append(tuple(c for cols in columns for c in cols))
+            else:
+                blocks.extend(tuple(cols) for cols in columns)
+        covered = sorted(c for b in blocks for c in b)
+        if covered != list(range(self.n_random)):  # a layout formulae did not expand as read
+            return tuple((j,) for j in range(self.n_random))
+        return tuple(sorted(blocks))
+
+    @property
+    def random_correlated(self) -> bool:
+        """Whether any random terms are correlated (a block of more than one column)."""
+        return any(len(block) > 1 for block in self.random_blocks)
 
     def _encoder(self, rhs: str | None, frame: pd.DataFrame, namespace: dict):
         if not rhs:
@@ -471,6 +551,7 @@ class Design:
             "formula": self.formula,
             "fixed_terms": list(self.fixed_terms),
             "random_terms": list(self.random_terms),
+            "random_blocks": [list(b) for b in self.random_blocks],
             "group_factor": self.group_factor,
             "instance": self.instance,
             "n_groups": int(self.n_groups),
@@ -502,4 +583,6 @@ class Design:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        if "_random_parts" not in state:  # a design pickled by pyro_lmmvae 0.1
+            self._random_parts = _random_parts(_strip_formula(self.formula))
         self._build_encoders()

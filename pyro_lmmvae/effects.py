@@ -39,6 +39,7 @@ from pyro_lmmvae.design import Design
 from pyro_lmmvae.guides import MeanFieldEffects
 from pyro_lmmvae.models import MixedEffects, PointEffects
 from pyro_lmmvae.priors import is_hierarchical
+from pyro_lmmvae.pyro_module import local_params
 
 
 def effects_inference_data(
@@ -113,7 +114,17 @@ def effects_inference_data(
             posterior["random_effects"] = draws.numpy()[None]
             dims["random_effects"] = ["latent", "group", "random_term"]
             coords["group"] = labels
-            coords["random_term"] = list(design.random_terms)
+            coords["random_term"] = random_term_names(design)
+            components = _variance_components(prior_effects, point)
+            if components is not None:
+                sd, corr = components
+                posterior["random_effects_sd"] = np.broadcast_to(sd, (1, num_draws, *sd.shape))
+                posterior["random_effects_corr"] = np.broadcast_to(
+                    corr, (1, num_draws, *corr.shape)
+                )
+                dims["random_effects_sd"] = ["latent", "random_term"]
+                dims["random_effects_corr"] = ["latent", "random_term", "random_term_"]
+                coords["random_term_"] = coords["random_term"]
     all_attrs = {
         "formula": design.formula,
         "fixed_prior": "none (point estimate)" if point else prior_effects.fixed_prior.describe(),
@@ -166,7 +177,7 @@ def _prior_draws(
     for site, name, shape in specs:
         prior = getattr(prior_effects, name)
         hierarchical = is_hierarchical(prior, shape)
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), local_params():
             torch.manual_seed(seed + 1)
             if hierarchical:
                 values = torch.stack([prior(shape).sample() for _ in range(num_draws)])
@@ -180,3 +191,20 @@ def _prior_draws(
         draws[site] = values.cpu().numpy()[None]
         sd[f"{name}_sd"] = stddev.cpu().numpy()
     return draws, sd
+
+
+def random_term_names(design: Design) -> list[str]:
+    """bambi's names of the random terms: ``1|id``, ``t|id``."""
+    return [f"{term}|{design.group_factor}" for term in design.random_terms]
+
+
+def _variance_components(prior_effects, point: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """The learned sds (L, k) and correlations (L, k, k) of a covariance prior, else None."""
+    prior = None if point else getattr(prior_effects, "random_prior", None)
+    if not hasattr(prior, "covariance"):
+        return None
+    with local_params(), torch.no_grad():
+        cov = prior.covariance().detach().cpu()
+    sd = cov.diagonal(dim1=-2, dim2=-1).sqrt()
+    corr = cov / (sd.unsqueeze(-1) * sd.unsqueeze(-2))
+    return sd.numpy(), corr.numpy()

@@ -32,6 +32,7 @@ from pyro_lmmvae.training.loss import (
     ClosedFormELBOLoss,
     ELBOLoss,
     LocalReparamGSNNLoss,
+    prior_kl,
 )
 
 #: What the GSNN objective does not give, said once for every error that needs it.
@@ -254,14 +255,9 @@ class VariationalPair(nn.Module):
                 mean, var = estimates.predictor_moments(batch)
                 latent_kl = expected_latent_kl(loc, scale, mean, var, self.model.latent_scale())
                 u_loc, u_var = estimates.random_moments(batch.instances)
-                q = torch.distributions.Normal(u_loc, u_var.sqrt())
                 prior = self.model.effects.random_prior(tuple(u_loc.shape))
-                try:
-                    prior_kl = torch.distributions.kl_divergence(q, prior).sum()
-                except NotImplementedError:
-                    draws = q.rsample((particles,))
-                    prior_kl = (q.log_prob(draws) - prior.log_prob(draws)).sum() / particles
-            return latent_kl.sum() + prior_kl
+                kl = sum(prior_kl(u_loc, u_var, prior) for _ in range(particles)) / particles
+            return latent_kl.sum() + kl
 
         return objective
 

@@ -314,7 +314,8 @@ def _moments(
     local: torch.Tensor,
     n_latent: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and variance of ``A x + u[local] w`` for independent entries, each (n, L)."""
+    """Mean and variance of ``A x + u[local] w``, each (n, L): entries of A independent, u's
+    terms independent or (given covariances) jointly Normal."""
     mean = x.new_zeros(x.shape[0], n_latent)
     var = x.new_zeros(x.shape[0], n_latent)
     if fixed is not None:
@@ -322,7 +323,10 @@ def _moments(
         var = var + x.square() @ fixed[1].T
     if random is not None:
         mean = mean + torch.einsum("nlk,nk->nl", random[0][local], w)
-        var = var + torch.einsum("nlk,nk->nl", random[1][local], w.square())
+        if random[1].dim() == 4:  # covariances (P, L, k, k) of a joint prior: w' Σ w
+            var = var + torch.einsum("nk,nlkj,nj->nl", w, random[1][local], w)
+        else:
+            var = var + torch.einsum("nlk,nk->nl", random[1][local], w.square())
     return mean, var
 
 
@@ -383,7 +387,9 @@ def _prior_trajectories(model: LMMVAE, batch, num_draws: int, seed: int) -> dict
                 fixed_moments = (p.mean.cpu(), p.variance.cpu())
             if effects.n_random:
                 p = effects.random_prior((n_instances, n_latent, effects.n_random))
-                random_moments = (p.mean.cpu(), p.variance.cpu())
+                joint = len(p.event_shape) == 1  # correlated terms: keep the covariances
+                spread = p.covariance_matrix if joint else p.variance
+                random_moments = (p.mean.cpu(), spread.cpu())
         mean, var = _moments(fixed_moments, random_moments, x, w, local, n_latent)
         sd = var.sqrt()
         how = "analytic (entry-wise prior means and variances)"

@@ -186,7 +186,7 @@ def decode_prior(encoded: Any, supplied: Any, what: str, path: Path) -> Any:
             f"{path} was saved with a custom {what} ({encoded['custom']}); pass it again: "
             f"LMMVAE.load(path, {what}=...) (its learned values come from the file)"
         )
-    from pyro_lmmvae.priors import DistributionPrior, LearnedScaleNormal
+    from pyro_lmmvae.priors import DistributionPrior, LearnedScaleNormal, RandomEffectCovariance
     from pyro_lmmvae.spectral_priors import SpectralPrior
 
     kind = encoded["type"]
@@ -195,6 +195,8 @@ def decode_prior(encoded: Any, supplied: Any, what: str, path: Path) -> Any:
         return DistributionPrior(family(**encoded["params"]))
     if kind == "learned_scale_normal":
         return LearnedScaleNormal(encoded["init_scale"])
+    if kind == "random_effect_covariance":
+        return RandomEffectCovariance(encoded["init_sd"])
     if kind == "spectral":
         return SpectralPrior.from_config(encoded)
     raise ModelFileError(f"{path}: unknown {what} type {kind!r} (a newer pyro_lmmvae wrote it?)")

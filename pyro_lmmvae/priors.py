@@ -31,7 +31,7 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 from pyro.nn import PyroParam
 from pyro.poutine.util import site_is_subsample
 
-from .pyro_module import LocalPyroModule
+from .pyro_module import LocalPyroModule, local_params
 from .spectral import KERNEL_NAMES
 
 
@@ -59,6 +59,13 @@ class EffectPrior(LocalPyroModule):
         :meth:`~pyro_lmmvae.LMMVAE.load` then needs it passed again.
         """
         return None
+
+    def bind_layout(self, latent_dim: int, blocks: tuple[tuple[int, ...], ...]) -> None:
+        """Learn L and the blocks of correlated random terms (``Design.random_blocks``).
+
+        Called by the model when a random-effect prior is attached. Priors of independent
+        entries ignore it; :class:`RandomEffectCovariance` creates its parameters here.
+        """
 
     def bind(self, columns) -> None:
         """Learn which columns the effect matrix has (``Design.fixed_bases`` or ``random_bases``).
@@ -160,6 +167,106 @@ class LearnedScaleNormal(EffectPrior):
         return f"Normal(0, learned scale={float(self.scale.detach()):.4g})"
 
 
+class RandomEffectCovariance(EffectPrior):
+    """``u_{p,l} ~ N(0, Σ_l)``: random effects with estimated variance components, as in lme4.
+
+    For each latent dimension l the k random terms of an instance are jointly Normal with
+    covariance ``Σ_l``, block-diagonal over the design's blocks: the terms of ``(1 + t | id)``
+    are correlated, those of ``(1 + t || id)`` or ``(1 | id) + (0 + t | id)`` are not. Within a
+    block ``Σ = diag(sd) R diag(sd)`` with a correlation matrix R. The standard deviations and
+    correlations are point estimates learned on the ELBO (type-II maximum likelihood, like
+    lme4's ML fit; put a prior on them with a hierarchical prior of your own instead). They start
+    at ``init_sd`` and no correlation. This is the default random-effect prior of Bayesian
+    effects.
+
+    Parameters
+    ----------
+    init_sd : float, default 1.0
+        Initial standard deviation of every random term.
+
+    Attributes
+    ----------
+    sd : torch.Tensor
+        Standard deviations, (L, k).
+    """
+
+    def __init__(self, init_sd: float = 1.0) -> None:
+        super().__init__()
+        if not init_sd > 0:
+            raise ValueError(f"init_sd must be positive, got {init_sd}")
+        self.init_sd = float(init_sd)
+        self.blocks: tuple[tuple[int, ...], ...] | None = None
+        self.latent_dim: int | None = None
+
+    def config(self) -> dict:
+        """The type and initial sd; the learned values are in the state dict."""
+        return {"type": "random_effect_covariance", "init_sd": self.init_sd}
+
+    def bind_layout(self, latent_dim: int, blocks: tuple[tuple[int, ...], ...]) -> None:
+        blocks = tuple(tuple(int(i) for i in block) for block in blocks)
+        if (latent_dim, blocks) == (self.latent_dim, self.blocks):
+            return
+        k = sum(len(block) for block in blocks)
+        if sorted(i for block in blocks for i in block) != list(range(k)):
+            raise ValueError(f"blocks {blocks} do not partition the {k} random terms")
+        self.latent_dim, self.blocks = latent_dim, blocks
+        with local_params():
+            self.sd = PyroParam(
+                torch.full((latent_dim, k), self.init_sd), constraint=constraints.softplus_positive
+            )
+            for j, block in enumerate(blocks):
+                if len(block) > 1:
+                    eye = torch.eye(len(block)).expand(latent_dim, -1, -1).clone()
+                    setattr(self, f"corr_cholesky_{j}", PyroParam(eye, constraints.corr_cholesky))
+
+    def scale_tril(self) -> torch.Tensor:
+        """``S_l``, (L, k, k), lower triangular with ``Σ_l = S_l S_lᵀ``."""
+        sd = self.sd
+        tril = torch.diag_embed(sd)
+        for j, block in enumerate(self.blocks):
+            if len(block) > 1:
+                # A block's factor diag(sd) chol(R), scattered at its (sorted) indices: the
+                # result stays lower triangular.
+                idx = torch.tensor(block, device=sd.device)
+                part = sd[:, idx].unsqueeze(-1) * getattr(self, f"corr_cholesky_{j}")
+                tril = _scatter_block(tril, idx, part)
+        return tril
+
+    def covariance(self) -> torch.Tensor:
+        """``Σ_l``, (L, k, k)."""
+        tril = self.scale_tril()
+        return tril @ tril.transpose(-1, -2)
+
+    def correlation(self) -> torch.Tensor:
+        """The correlation matrices of ``Σ_l``, (L, k, k)."""
+        cov = self.covariance()
+        sd = cov.diagonal(dim1=-2, dim2=-1).sqrt()
+        return cov / (sd.unsqueeze(-1) * sd.unsqueeze(-2))
+
+    def forward(self, shape: tuple[int, ...]) -> dist.TorchDistribution:
+        """``MultivariateNormal(0, Σ_l)`` with batch shape ``shape[:-1]`` and event (k,)."""
+        if self.blocks is None:  # not attached to a design: every term its own block
+            self.bind_layout(shape[-2], tuple((j,) for j in range(shape[-1])))
+        tril = self.scale_tril()
+        if tuple(shape[-2:]) != tuple(tril.shape[:2]):
+            raise ValueError(
+                f"this prior was bound to (L, k) = {tuple(tril.shape[:2])}, not {shape[-2:]}"
+            )
+        loc = tril.new_zeros(tril.shape[:2])
+        return dist.MultivariateNormal(loc, scale_tril=tril).expand(torch.Size(shape[:-1]))
+
+    def describe(self) -> str:
+        kind = "correlated" if any(len(b) > 1 for b in self.blocks or ()) else "independent"
+        return f"MultivariateNormal(0, Σ): {kind} random terms, learned sd and correlation"
+
+
+def _scatter_block(tril: torch.Tensor, idx: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+    """``tril`` with ``tril[:, idx[a], idx[b]] = part[:, a, b]`` (out of place)."""
+    tril = tril.clone()
+    tril[:, idx[:, None], idx[None, :]] = part
+    return tril
+
+
 def _prior_sites(prior: EffectPrior, shape: tuple[int, ...]) -> list[dict]:
     """The sample sites (observed ones, e.g. ``pyro.factor``, included) that ``prior(shape)``
     records, run once under a forked RNG so that the random state is left alone."""
@@ -204,7 +311,8 @@ def as_prior(
     ----------
     prior : EffectPrior, pyro distribution, str or None
         ``None`` gives ``Normal(0, default_scale)``; a distribution is wrapped in
-        :class:`DistributionPrior`; ``"learned_scale"`` gives :class:`LearnedScaleNormal`; a
+        :class:`DistributionPrior`; ``"learned_scale"`` gives :class:`LearnedScaleNormal`;
+        ``"covariance"`` gives :class:`RandomEffectCovariance` (random effects only); a
         kernel name (``"se"``, ``"matern12"``, ``"matern32"``, ``"matern52"``, ``"periodic"``)
         gives a :class:`~pyro_lmmvae.spectral_priors.SpectralPrior` with default settings.
     default_scale : float, default 1.0
@@ -217,12 +325,15 @@ def as_prior(
     if isinstance(prior, str):
         if prior == "learned_scale":
             return LearnedScaleNormal(default_scale)
+        if prior == "covariance":
+            return RandomEffectCovariance(default_scale)
         if prior in KERNEL_NAMES:
             from .spectral_priors import SpectralPrior  # noqa: PLC0415 (it builds on this module)
 
             return SpectralPrior(prior, scale=default_scale)
         raise ValueError(
-            f"unknown prior name {prior!r}; use 'learned_scale', a kernel name {KERNEL_NAMES} "
+            f"unknown prior name {prior!r}; use 'learned_scale', 'covariance', a kernel name "
+            f"{KERNEL_NAMES} "
             "or a distribution"
         )
     return DistributionPrior(prior)

@@ -129,6 +129,7 @@ def build_pair(
             random_prior,
             fixed_columns=d.fixed_bases if n_fixed else (),
             random_columns=d.random_bases,
+            random_blocks=d.random_blocks,
         )
         q_effects = MeanFieldEffects(L, n_fixed, d.n_random, d.n_groups)
     else:

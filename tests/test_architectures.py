@@ -30,7 +30,22 @@ def one_thread():
 
 
 def test_every_architecture_is_covered():
-    assert sorted(name for name, _ in CASES) == sorted(ARCHITECTURES)
+    assert sorted([*(name for name, _ in CASES), "identity"]) == sorted(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("mask_channel", [False, True])
+def test_identity_network_starts_at_z_equal_y(mask_channel):
+    encoder, decoder = build_networks("identity", 3, 3, mask_channel=mask_channel)
+    y = torch.randn(5, 3)
+    x = torch.cat([y, torch.ones(5, 3)], -1) if mask_channel else y
+    out = encoder(x)
+    torch.testing.assert_close(out[:, :3], y)  # q(z | y) = N(y, 0.01^2) at the start
+    torch.testing.assert_close(out[:, 3:], torch.full((5, 3), 2 * np.log(0.01)))
+    assert torch.equal(decoder(y), y)
+    with pytest.raises(ValueError, match="latent_dim = D = 3"):
+        build_networks("identity", 3, 2)
+    with pytest.raises(ValueError, match="no CVAE covariates"):
+        build_networks("identity", 3, 3, n_covariates=1)
 
 
 @pytest.mark.parametrize("name, obs_dim", CASES)

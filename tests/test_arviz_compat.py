@@ -67,7 +67,12 @@ def entry_draws(idata, name: str) -> dict[str, np.ndarray]:
 
 def test_container_is_the_installed_lines(idata):
     assert isinstance(idata, arviz_compat.DataContainer)
-    assert set(arviz_compat.group_dataset(idata).data_vars) == {"fixed_effects", "random_effects"}
+    assert set(arviz_compat.group_dataset(idata).data_vars) == {
+        "fixed_effects",
+        "random_effects",
+        "random_effects_sd",
+        "random_effects_corr",
+    }
     assert idata.posterior.attrs["formula"] == FORMULA
     assert idata.posterior["fixed_effects"].dims == ("chain", "draw", "latent", "term")
     assert idata.constant_data["fixed_prior_sd"].dims == ("latent", "term")

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 from torch.nn import functional as F
@@ -41,6 +42,7 @@ def estimator() -> LMMVAE:
         mask=ds.mask,
         latent_dim=3,
         standardize=False,
+        random_prior=dist.Normal(0.0, 1.0),  # the reference implements a unit Normal prior on u
         seed=0,
     )
     gen = torch.Generator().manual_seed(0)

@@ -75,7 +75,7 @@ def test_fit_saves_a_model_that_loads(work):
     assert len(m.history.train_loss) == 2
     np.testing.assert_array_equal(m._mask, work.ds.mask)  # NaN in the .npy = missing
     line = work.stdout.strip()
-    assert "\n" not in line and line.startswith("fit: 2 epochs, best validation ")
+    assert "\n" not in line and line.startswith("fit: 2 epochs (max_epochs), no validation,")
     assert line.endswith(f"wrote {work.model}")
     assert [p.name for p in work.folder.iterdir() if p.name.startswith(".")] == []
 
@@ -185,8 +185,9 @@ def test_effects_writes_netcdf_summary_and_forest(work, tmp_path, capsys):
     assert list(idata.posterior["fixed_effects"].coords["term"].values) == ["Intercept", "t"]
     summary = pd.read_csv(out / "summary.csv", index_col=0)
     assert list(summary.columns) == ["mean", "sd", "hdi_3%", "hdi_97%"]  # 94% HDI, any ArviZ
-    assert (summary["hdi_3%"] <= summary["mean"]).all()
-    assert (summary["mean"] <= summary["hdi_97%"]).all()
+    slack = 1e-6 * summary["mean"].abs().max()  # constant draws (variance components) round
+    assert (summary["hdi_3%"] <= summary["mean"] + slack).all()
+    assert (summary["mean"] <= summary["hdi_97%"] + slack).all()
     fixed = [name for name in summary.index if name.startswith("fixed_effects[")]
     random = [name for name in summary.index if name.startswith("random_effects[")]
     assert len(fixed) == 2 * 2 and len(random) == 2 * 12 * 2  # L x Q, L x P x k
@@ -197,7 +198,17 @@ def test_effects_writes_netcdf_summary_and_forest(work, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("verb", "expected"),
     [
-        ("fit", ["--epochs EPOCHS", "(default: 200)", "(default: 0.001)", "(default: olmm)"]),
+        (
+            "fit",
+            [
+                "--epochs EPOCHS",
+                "until the objective stops improving",
+                "(default: 0.001)",
+                "(default: olmm)",
+                "--effects-lr EFFECTS_LR",
+                "(default: 0.01)",
+            ],
+        ),  # fmt: skip
         ("predict", ["--unseen {error,prior,context}", "(default: error)", "(default: 200)"]),
         ("impute", ["--keep-observed, --no-keep-observed", "(default: True)"]),
         ("effects", ["--draws DRAWS", "(default: 500)"]),

@@ -74,7 +74,11 @@ def test_swapped_prior_changes_site_and_trains(
 ):
     m = make_lmmvae(train_split)
     default = _site_fn(m, site)
-    assert isinstance(default, dist.Independent) and type(default.base_dist) is dist.Normal
+    if attr == "random_prior":  # the default: learned covariance of each instance's k terms
+        assert isinstance(default, dist.MultivariateNormal)
+        assert default.event_shape == (m.design.n_random,)
+    else:
+        assert isinstance(default, dist.Independent) and type(default.base_dist) is dist.Normal
     setattr(m.model.effects, attr, prior)
     assert isinstance(getattr(m.model.effects, attr), DistributionPrior)
     fn = _site_fn(m, site)

@@ -75,9 +75,9 @@ def test_slmm_context_on_relabelled_rows_matches_the_seen_instance(small_synthet
 def test_olmm_context_fit_reaches_the_closed_form_optimum(small_synthetic, isolated_pyro):
     """The context fit of q(u_p) finds the ELBO's optimal mean, a ridge regression.
 
-    With the encoder frozen only the expected KL and the prior KL depend on q(u_p); for a
-    N(0, 1) prior their minimiser in the mean is, per latent dim l,
-    ``u_l = (W'W / s_z^2 + I)^-1 W' (mu_l - X M_f,l) / s_z^2``.
+    With the encoder frozen only the expected KL and the prior KL depend on q(u_p); for the
+    default N(0, Σ_l) prior their minimiser in the mean is, per latent dim l,
+    ``u_l = (W'W / s_z^2 + Σ_l^-1)^-1 W' (mu_l - X M_f,l) / s_z^2``.
     """
     train, test = small_synthetic.split("train"), small_synthetic.split("test")
     m = build(train, latent_scale=0.3)
@@ -96,8 +96,10 @@ def test_olmm_context_fit_reaches_the_closed_form_optimum(small_synthetic, isola
         fixed = m.pair.effect_estimates.fixed_loc
         var_z = m.model.latent_scale() ** 2
         resid = mu - ctx.x @ fixed.T  # (n, L)
-        gram = ctx.w.T @ ctx.w / var_z + torch.eye(ctx.w.shape[1])
-        u = torch.linalg.solve(gram, ctx.w.T @ resid / var_z).T  # (L, k)
+        precision = torch.linalg.inv(m.model.effects.random_prior.covariance())  # (L, k, k)
+        gram = ctx.w.T @ ctx.w / var_z + precision
+        rhs = (ctx.w.T @ resid / var_z).T.unsqueeze(-1)  # (L, k, 1)
+        u = torch.linalg.solve(gram, rhs).squeeze(-1)  # (L, k)
         batch = m.tensors(target, unseen="prior").full_batch()
         optimum = m.pair.decode_mean(batch.x @ fixed.T + batch.w @ u.T, batch).numpy()
     assert np.abs(population - optimum).max() > 1e-3  # the adaptation has somewhere to go

@@ -62,7 +62,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from pyro_lmmvae.data import Batch, InstanceBatcher, LongitudinalTensors
 from pyro_lmmvae.training.loop import NonFiniteLossError, TrainingHistory, nonfinite_message
-from pyro_lmmvae.training.optim import instance_tables
+from pyro_lmmvae.training.optim import instance_tables, statistical_parameters
 
 __all__ = [
     "InstanceCollate",
@@ -188,10 +188,14 @@ class LMMVAELightningModule(L.LightningModule):
         Number of training rows N (losses are logged per row); ``data.n_rows`` by default,
         required without ``data``.
     lr : float, default 1e-3
-    lr_decay : float, default 0.99
-        Factor applied to the learning rate after each epoch.
+        Learning rate of the networks.
+    effects_lr : float, default 1e-2
+        Learning rate of the latent LMM's shared parameters, prior hyper-parameters, sigma_z
+        and the likelihood noise (as in :meth:`~pyro_lmmvae.LMMVAE.fit`).
+    lr_decay : float, default 1.0
+        Factor applied to the learning rates after each epoch.
     local_lr : float, optional
-        Learning rate of the per-instance parameters, ``lr`` by default.
+        Learning rate of the per-instance parameters, ``effects_lr`` by default.
     optimizer : callable, default torch.optim.Adam
         Called as ``optimizer(param_groups, lr=lr)``; e.g. ``torch.optim.SGD``.
     seed : int, optional
@@ -213,7 +217,8 @@ class LMMVAELightningModule(L.LightningModule):
         *,
         n_rows: int | None = None,
         lr: float = 1e-3,
-        lr_decay: float = 0.99,
+        effects_lr: float = 1e-2,
+        lr_decay: float = 1.0,
         local_lr: float | None = None,
         optimizer: OptimizerFactory = torch.optim.Adam,
         seed: int | None = None,
@@ -227,6 +232,7 @@ class LMMVAELightningModule(L.LightningModule):
         self.data = data
         self.n_rows = int(n_rows)
         self.lr = lr
+        self.effects_lr = effects_lr
         self.lr_decay = lr_decay
         self.local_lr = local_lr
         self.optimizer_factory = optimizer
@@ -257,13 +263,15 @@ class LMMVAELightningModule(L.LightningModule):
 
     def configure_optimizers(self):
         tables = instance_tables(self.loss)
-        table_ids = {id(p) for p in tables}
-        shared = [p for p in self.loss.parameters() if p.requires_grad and id(p) not in table_ids]
-        groups = [{"params": shared}]
+        statistical = statistical_parameters(self.loss)
+        skip = {id(p) for p in tables} | {id(p) for p in statistical}
+        networks = [p for p in self.loss.parameters() if p.requires_grad and id(p) not in skip]
+        groups = [{"params": networks}]
+        if statistical:
+            groups.append({"params": statistical, "lr": self.effects_lr})
         if tables:
-            groups.append(
-                {"params": tables, "lr": self.lr if self.local_lr is None else self.local_lr}
-            )
+            local = self.effects_lr if self.local_lr is None else self.local_lr
+            groups.append({"params": tables, "lr": local})
         optimizer = self.optimizer_factory(groups, lr=self.lr)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.lr_decay)
         return {
@@ -389,8 +397,9 @@ def fit_lightning(
     max_epochs: int,
     batch_size: int,
     lr: float = 1e-3,
-    lr_decay: float = 0.99,
+    lr_decay: float = 1.0,
     local_lr: float | None = None,
+    effects_lr: float = 1e-2,
     seed: int = 0,
     accelerator: str = "cpu",
     devices: int | str | list[int] = 1,
@@ -410,8 +419,9 @@ def fit_lightning(
     max_epochs : int
     batch_size : int
         Instances per batch and process (global batch: ``batch_size`` times the world size).
-    lr, lr_decay, local_lr
-        As in :meth:`LMMVAE.fit`.
+    lr, effects_lr, lr_decay, local_lr
+        As in :meth:`LMMVAE.fit` (``local_lr`` defaults to ``effects_lr`` here: every row is
+        stepped on every step by the dense Adam).
     seed : int, default 0
         Seed of the per-epoch instance order (identical for any number of processes) and of
         the Monte Carlo draws (``seed + rank``); the caller's CPU and CUDA RNG states are
@@ -454,6 +464,7 @@ def fit_lightning(
         lr=lr,
         lr_decay=lr_decay,
         local_lr=local_lr,
+        effects_lr=effects_lr,
         optimizer=optimizer,
         seed=seed,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 
 from pyro_lmmvae.data import Batch, InstanceBatcher
 from pyro_lmmvae.training.checkpoint import RandomState, TrainingState
+from pyro_lmmvae.training.convergence import Convergence
 from pyro_lmmvae.training.diagnose import nonfinite_sources
 from pyro_lmmvae.training.optim import (
     LOCAL_PARAMETERS,
@@ -54,12 +56,17 @@ class TrainingHistory:
         Epoch (0-based) whose weights were kept; the last epoch without validation data.
     lr : list of float
         Learning rate used in each epoch.
+    stop_reason : str
+        Why training stopped: ``"converged"`` (the objective stopped improving),
+        ``"epoch_cap"`` (the cap was reached first: not converged), ``"max_epochs"`` (the
+        number of epochs asked for), ``"patience"`` (early stopping); empty before a fit.
     """
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     best_epoch: int = -1
+    stop_reason: str = ""
 
     @property
     def best_val_loss(self) -> float | None:
@@ -74,6 +81,7 @@ class TrainingHistory:
             val_loss=list(record["val_loss"]),
             lr=list(record["lr"]),
             best_epoch=int(record["best_epoch"]),
+            stop_reason=str(record.get("stop_reason", "")),
         )
 
     def to_dict(self) -> dict:
@@ -83,7 +91,16 @@ class TrainingHistory:
             "val_loss": self.val_loss,
             "lr": self.lr,
             "best_epoch": self.best_epoch,
+            "stop_reason": self.stop_reason,
         }
+
+
+EPOCH_CAP = 1000
+"""Most epochs of a fit without ``max_epochs`` (one that runs until convergence)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit reached its epoch cap before its objective stopped improving."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -172,10 +189,13 @@ def train(
     batcher: InstanceBatcher,
     *,
     n_rows: int,
-    max_epochs: int,
+    max_epochs: int | None,
     lr: float = 1e-3,
-    lr_decay: float = 0.99,
+    lr_decay: float = 1.0,
     local_lr: float | None = None,
+    effects_lr: float | None = None,
+    n_val_rows: int | None = None,
+    epoch_cap: int = EPOCH_CAP,
     clip_norm: float | None = None,
     validate: Callable[[], float] | None = None,
     patience: int | None = None,
@@ -195,18 +215,27 @@ def train(
         Batches of whole training instances.
     n_rows : int
         Number of training rows N; losses are reported per row.
-    max_epochs : int
-        Total number of epochs, those of ``resume`` included.
+    max_epochs : int or None
+        Total number of epochs, those of ``resume`` included; None trains until the monitored
+        objective converges (:class:`~pyro_lmmvae.training.convergence.Convergence`), at most
+        ``epoch_cap`` epochs (a :class:`ConvergenceWarning` says when the cap stopped it).
     lr : float, default 1e-3
-        Adam learning rate.
-    lr_decay : float, default 0.99
-        Factor applied to the learning rate after each epoch.
+        Adam learning rate (of the networks, when ``effects_lr`` is given).
+    lr_decay : float, default 1.0
+        Factor applied to the learning rates after each epoch (1: constant).
     local_lr : float, optional
         Learning rate of the per-instance parameters (:data:`LOCAL_PARAMETERS`: the random
         effects' means and variances), ``lr`` by default. An instance's parameters are updated
         only in the one batch per epoch that holds it, and Adam moves a parameter by at most
         about ``3 lr`` per epoch then, so with ``lr`` they move little over a fit (see
         BENCHMARKS.md).
+    effects_lr : float, optional
+        Learning rate of the latent LMM's shared parameters, the priors' hyper-parameters,
+        sigma_z and the likelihood noise (``lr`` when omitted).
+    n_val_rows : int, optional
+        Rows behind ``validate`` (for the convergence rule's units).
+    epoch_cap : int
+        Most epochs when ``max_epochs`` is None.
     clip_norm : float, optional
         Clip the gradient norm to this value.
     validate : callable, optional
@@ -232,9 +261,17 @@ def train(
     -------
     TrainingHistory
     """
-    if max_epochs < 1:
+    if max_epochs is not None and max_epochs < 1:
         raise ValueError(f"max_epochs must be at least 1, got {max_epochs}")
-    optimizer = FitOptimizer(loss, lr, lr_decay, local_lr, sparse=sparse_updates)
+    optimizer = FitOptimizer(
+        loss, lr, lr_decay, local_lr, sparse=sparse_updates, effects_lr=effects_lr
+    )
+    until_converged = max_epochs is None
+    last_epoch = epoch_cap if until_converged else max_epochs
+    rule = Convergence(
+        n_rows=n_val_rows if validate is not None and n_val_rows else n_rows,
+        steps_per_epoch=len(batcher),
+    )
     history = history if history is not None else TrainingHistory()
     best_state, best_val, stale, start = None, math.inf, 0, 0
     if resume is not None:
@@ -246,9 +283,12 @@ def train(
         resume.random.restore(batcher.generator)
     validating = pyro.infer.is_validation_enabled()
     sparse = sparse_instance_gradients(loss, enabled=optimizer.sparse)
-    stopped = patience is not None and stale >= patience
+    monitored = history.val_loss if validate is not None else history.train_loss
+    stopped = (patience is not None and stale >= patience) or (
+        until_converged and rule.converged(monitored)
+    )
     bar = tqdm(
-        range(start, max_epochs if not stopped else start),
+        range(start, last_epoch if not stopped else start),
         disable=not progress,
         desc="fit",
         unit="epoch",
@@ -299,8 +339,24 @@ def train(
                     )
                 )
             if patience is not None and stale >= patience:
+                history.stop_reason = "patience"
                 break
+            if until_converged and rule.converged(monitored):
+                history.stop_reason = "converged"
+                break
+        else:
+            if not stopped:
+                history.stop_reason = "epoch_cap" if until_converged else "max_epochs"
     bar.close()
+    if history.stop_reason == "epoch_cap":
+        warnings.warn(
+            f"training stopped at the cap of {epoch_cap} epochs before the "
+            f"{'validation' if validate is not None else 'training'} objective converged; "
+            "pass a larger max_epochs, or raise effects_lr/lr if it was still improving "
+            "steadily",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
     if best_state is not None:
         loss.load_state_dict(best_state)
     return history

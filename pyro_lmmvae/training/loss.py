@@ -116,12 +116,22 @@ class LocalReparamGSNNLoss(nn.Module):
             return loss
 
 
-def prior_kl(q: torch.distributions.Distribution, prior: torch.distributions.Distribution):
-    """``KL(q || prior)`` summed: analytic where torch registers the pair, else one draw of q.
+def prior_kl(
+    loc: torch.Tensor, var: torch.Tensor, prior: torch.distributions.Distribution
+) -> torch.Tensor:
+    """``KL(N(loc, diag var) || prior)`` summed: analytic where torch registers the pair, else
+    one draw of q.
 
-    The one-draw estimate ``log q(a) - log p(a)`` is unbiased, so the loss stays unbiased for
-    priors without a registered KL (e.g. StudentT, Cauchy).
+    ``prior`` is entry-wise (batch shape ``loc.shape``) or joint over the last dim (event
+    shape ``loc.shape[-1:]``, e.g. :class:`~pyro_lmmvae.priors.RandomEffectCovariance`); q is
+    then the same diagonal Normal as a MultivariateNormal. The one-draw estimate
+    ``log q(a) - log p(a)`` is unbiased, so the loss stays unbiased for priors without a
+    registered KL (e.g. StudentT, Cauchy).
     """
+    if len(prior.event_shape) == 1:
+        q = torch.distributions.MultivariateNormal(loc, scale_tril=torch.diag_embed(var.sqrt()))
+    else:
+        q = torch.distributions.Normal(loc, var.sqrt())
     try:
         return kl_divergence(q, prior).sum()
     except NotImplementedError:
@@ -200,12 +210,10 @@ class ClosedFormELBOLoss(nn.Module):
         total = batch.y.new_zeros(())
         if fixed is not None:
             loc, var = fixed
-            prior = priors.fixed_prior(tuple(loc.shape))
-            total = total + prior_kl(torch.distributions.Normal(loc, var.sqrt()), prior)
+            total = total + prior_kl(loc, var, priors.fixed_prior(tuple(loc.shape)))
         if random is not None:
             loc, var = random
-            prior = priors.random_prior(tuple(loc.shape))
-            kl = prior_kl(torch.distributions.Normal(loc, var.sqrt()), prior)
+            kl = prior_kl(loc, var, priors.random_prior(tuple(loc.shape)))
             total = total + batch.scale * kl
         return total
 

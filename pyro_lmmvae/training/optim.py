@@ -49,6 +49,27 @@ def sparse_instance_gradients(module: nn.Module, enabled: bool = True) -> Iterat
             sub.sparse_grad = flag
 
 
+def statistical_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The shared parameters of the latent LMM and the likelihood (not the networks').
+
+    Parameters of effects modules (fixed-effect means and variances), effect priors (variance
+    components, learned scales), the latent scale ``sigma_z`` and the likelihood (noise): few
+    numbers of order one, which get ``effects_lr``. The per-instance tables are excluded.
+    """
+    from pyro_lmmvae.models import LatentScale, Likelihood  # noqa: PLC0415 (models import us)
+    from pyro_lmmvae.priors import EffectPrior  # noqa: PLC0415
+
+    kinds = (EffectDims, EffectPrior, LatentScale, Likelihood)
+    tables = {id(p) for p in instance_tables(module)}
+    found: dict[int, nn.Parameter] = {}
+    for sub in module.modules():
+        if isinstance(sub, kinds):
+            for param in sub.parameters():
+                if param.requires_grad and id(param) not in tables:
+                    found[id(param)] = param
+    return list(found.values())
+
+
 def _adam(params, lr: float) -> torch.optim.Adam:
     """Adam with the fused kernel (one pass over all parameters) where torch has one.
 
@@ -69,7 +90,7 @@ class FitOptimizer:
     module : torch.nn.Module
         The loss module; its trainable parameters are optimised.
     lr : float
-        Learning rate of the shared parameters.
+        Learning rate of the shared parameters (of the networks, when ``effects_lr`` is given).
     lr_decay : float
         Factor applied to both learning rates after each epoch.
     local_lr : float, optional
@@ -78,6 +99,9 @@ class FitOptimizer:
         Step the tables with :class:`torch.optim.SparseAdam` (their gradients must then be
         sparse: run the loss under :func:`sparse_instance_gradients`); otherwise they are a
         second parameter group of the dense Adam, updated on every step like the rest.
+    effects_lr : float, optional
+        Learning rate of the :func:`statistical_parameters` (latent LMM, priors, sigma_z,
+        likelihood noise); ``lr`` (one group with the networks) when omitted.
     """
 
     def __init__(
@@ -87,22 +111,32 @@ class FitOptimizer:
         lr_decay: float,
         local_lr: float | None = None,
         sparse: bool = True,
+        effects_lr: float | None = None,
     ) -> None:
         tables = instance_tables(module)
         table_ids = {id(p) for p in tables}
-        shared = [p for p in module.parameters() if p.requires_grad and id(p) not in table_ids]
+        statistical = statistical_parameters(module) if effects_lr is not None else []
+        stat_ids = {id(p) for p in statistical}
+        networks = [
+            p
+            for p in module.parameters()
+            if p.requires_grad and id(p) not in table_ids and id(p) not in stat_ids
+        ]
         local_lr = lr if local_lr is None else local_lr
-        if local_lr < 0:
-            raise ValueError(f"local_lr must be non-negative, got {local_lr}")
+        for name, value in (("lr", lr), ("local_lr", local_lr), ("effects_lr", effects_lr)):
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be non-negative, got {value}")
         self.sparse = sparse and bool(tables)
-        self.params = shared + tables
+        self.params = networks + statistical + tables
+        groups = [{"params": networks}]
+        if statistical:
+            groups.append({"params": statistical, "lr": effects_lr})
         self.optimizers: list[torch.optim.Optimizer] = []
         if self.sparse:
-            self.optimizers.append(_adam(shared, lr))
+            self.optimizers.append(_adam(groups, lr))
             if local_lr > 0:  # local_lr = 0 freezes the tables (SparseAdam rejects lr = 0)
                 self.optimizers.append(torch.optim.SparseAdam(tables, lr=local_lr))
         else:
-            groups = [{"params": shared}]
             if tables:
                 groups.append({"params": tables, "lr": local_lr})
             self.optimizers.append(_adam(groups, lr))
