@@ -35,6 +35,8 @@ from typing import Any
 PACKAGE = Path(__file__).resolve().parent
 
 HELP = {
+    "max_epochs": "epochs per model (default: until the validation objective converges)",
+    "lr": "Adam learning rate of the networks (default: fit()'s, 1e-3)",
     "variant": "comma-separated LMM-VAE variants: olmm, slmm",
     "objective": "comma-separated training objectives: elbo, gsnn",
     "baselines": "comma-separated baselines: vae, cvae (empty for none)",
@@ -44,6 +46,16 @@ HELP = {
 TABLE_EXTENSIONS = (".csv", ".parquet", ".pq")
 ARRAY_EXTENSIONS = (".npy", ".npz", ".csv")
 OUTPUT_EXTENSIONS = (".npy", ".csv")
+
+
+def _optional(kind: type) -> Any:
+    """An argparse type: ``kind`` or None (spelled ``none``)."""
+
+    def parse(text: str) -> Any:
+        return None if text.strip().lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 @functools.cache
@@ -938,17 +950,18 @@ def _parser() -> argparse.ArgumentParser:
     demo = verbs.add_parser(
         "demo",
         help="fit LMM-VAE variants and baselines on built-in synthetic data",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
         description="Generate the synthetic dataset (spec §7), fit every --variant x --objective "
         "and the --baselines, and write metrics.json (every model) and effects.nc, "
         "fixed_effects.png and trajectories.png (the first model) to --out.",
     )
     demo.add_argument("--out", required=True, help="output folder")
     defaults = _source_defaults("demo.py", "DemoConfig")
+    optional = {"max_epochs": int, "lr": float}  # None: fit()'s own default
     for name, default in defaults.items():
         demo.add_argument(
             f"--{name.replace('_', '-')}",
-            type=type(default),
+            type=_optional(optional[name]) if default is None else type(default),
             default=default,
             help=HELP.get(name, name.replace("_", " ")),
         )

@@ -36,7 +36,8 @@ BASELINES = ("vae", "cvae")
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Settings of the demo; the defaults finish in about a minute on 2 CPU cores.
+    """Settings of the demo: ``fit()``'s defaults (until convergence) unless ``max_epochs`` or
+    ``lr`` are given.
 
     ``variant``, ``objective`` and ``baselines`` are comma-separated lists: the demo fits every
     variant × objective, then each baseline.
@@ -44,9 +45,9 @@ class DemoConfig:
 
     n_instances: int = 300
     latent_dim: int = 4
-    max_epochs: int = 300
+    max_epochs: int | None = None
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float | None = None
     variant: str = "olmm"
     objective: str = "elbo"
     baselines: str = "vae"
@@ -108,9 +109,8 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(), progress: b
     ds = make_synthetic(n_instances=config.n_instances, latent_dim=4, seed=config.data_seed)
     train, val, test = ds.split("train"), ds.split("val"), ds.split("test")
     fit_args = dict(
-        max_epochs=config.max_epochs,
+        max_epochs=config.max_epochs,  # None: fit()'s default, until the objective converges
         batch_size=config.batch_size,
-        lr=config.lr,
         validation=(val.data, val.y, val.mask),
         device=config.device,
         progress=progress,
@@ -119,6 +119,8 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(), progress: b
     common = dict(latent_dim=config.latent_dim, standardize=False, seed=config.seed, instance="id")
     # The synthetic covariates are already on unit scale and the true effects live in these raw
     # coordinates, so the design does not standardise them.
+    if config.lr is not None:
+        fit_args["lr"] = config.lr
     models: dict[str, LMMVAE] = {}
     results: dict[str, dict] = {}
     for name, variant, objective in runs:
