@@ -2,6 +2,7 @@
 
 from .effects import MeanFieldEffects, variance_from_rho
 from .gsnn import GSNNGuide
+from .hyper import HyperparameterGuide, hyperparameter_sites
 from .olmm import OLMMGuide
 from .pooling import POOLINGS, pool_mean, pool_precision, segment_sum
 from .slmm import SLMMGuide
@@ -9,11 +10,13 @@ from .slmm import SLMMGuide
 __all__ = [
     "POOLINGS",
     "GSNNGuide",
+    "HyperparameterGuide",
     "MeanFieldEffects",
     "OLMMGuide",
     "SLMMGuide",
     "pool_mean",
     "pool_precision",
     "segment_sum",
+    "hyperparameter_sites",
     "variance_from_rho",
 ]

@@ -56,6 +56,9 @@ class MeanFieldEffects(EffectMeans):
         super().__init__(latent_dim, n_fixed, n_random, n_groups, init_scale)
         self.fixed_rho = nn.Parameter(_rho_init((latent_dim, n_fixed)))
         self.random_rho = nn.Parameter(_rho_init(self.random_shape))
+        #: q over hyper-parameters that hierarchical priors sample (a HyperparameterGuide), set
+        #: by VariationalPair.attach_hyperparameter_guide; None when the priors sample none
+        self.hyper: nn.Module | None = None
 
     is_point = False
 
@@ -73,6 +76,7 @@ class MeanFieldEffects(EffectMeans):
         new = MeanFieldEffects(self.latent_dim, self.n_fixed, self.n_random, n_groups)
         new.fixed_loc = self.fixed_loc
         new.fixed_rho = self.fixed_rho
+        new.hyper = self.hyper
         return new.to(self.fixed_loc.device)
 
     def random_moments(self, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,6 +98,8 @@ class MeanFieldEffects(EffectMeans):
             )
         fixed = random = None
         plates = plates if plates is not None else EffectPlates(batch, self.latent_dim)
+        if self.hyper is not None:  # hyper-parameters first: the effects' priors depend on them
+            self.hyper(batch, plates)
         if self.n_fixed:
             with plates.latent:
                 q = dist.Normal(self.fixed_loc, self.fixed_var.sqrt())

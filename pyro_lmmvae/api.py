@@ -206,6 +206,7 @@ class LMMVAE:
             )
         self.history = TrainingHistory()
         self.device = torch.device("cpu")
+        self._attach_hyperparameter_guide()
         # what save() records to rebuild this estimator (priors and likelihood are read from the
         # live model at save time, so swapping them after construction is saved too)
         self._constructor = {
@@ -227,6 +228,12 @@ class LMMVAE:
             "mask_channel": mask_channel,
             "seed": seed,
         }
+
+    def _attach_hyperparameter_guide(self) -> None:
+        """q for the hyper-parameter sites of hierarchical priors (see VariationalPair)."""
+        prototype = next(iter(InstanceBatcher(self.tensors(), 8, torch.Generator())))
+        with torch.random.fork_rng(devices=[]):
+            self.pair.attach_hyperparameter_guide(prototype)
 
     def _design(self, formula, data, instance, standardize, instance_intercept) -> Design:
         design = Design(formula, data, instance=instance, standardize=standardize)
@@ -429,6 +436,7 @@ class LMMVAE:
             "sparse_updates": sparse_updates,
         }
         resume_state = self._resume_state(checkpoint, settings) if resume else None
+        self._attach_hyperparameter_guide()  # a prior swapped since construction may need one
         train_rows, val_tensors = self._split(validation, seed, device)
         self.to(device)
         train_tensors = self._row_subset(train_rows, device)

@@ -125,6 +125,11 @@ def effects_inference_data(
                 dims["random_effects_sd"] = ["latent", "random_term"]
                 dims["random_effects_corr"] = ["latent", "random_term", "random_term_"]
                 coords["random_term_"] = coords["random_term"]
+    hyper = getattr(estimates, "hyper", None)
+    if hyper is not None and not point:  # hyper-parameters of hierarchical priors: q's draws
+        for name, (values, site_dims) in hyper.draws(num_draws, seed + 2).items():
+            posterior[name] = values.numpy()[None]
+            dims[name] = site_dims
     all_attrs = {
         "formula": design.formula,
         "fixed_prior": "none (point estimate)" if point else prior_effects.fixed_prior.describe(),

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from pyro_lmmvae.data import Batch
+from pyro_lmmvae.guides import HyperparameterGuide, hyperparameter_sites
 from pyro_lmmvae.models import LatentLMMModel, SLMMModel
 from pyro_lmmvae.objectives import expected_latent_kl, normal_kl
 from pyro_lmmvae.pyro_module import local_params
@@ -84,6 +85,21 @@ class VariationalPair(nn.Module):
     def effect_estimates(self):
         """q(A) (mean-field factors) or the point estimates of A: means and variances of A."""
         return self.guide.effects if self.guide.effects is not None else self.model.effects
+
+    def attach_hyperparameter_guide(self, batch: Batch) -> None:
+        """Give q(A) a factor for every hyper-parameter site the priors sample (idempotent).
+
+        Called when the estimator is built, when a fit starts (a prior may have been swapped)
+        and on load; ``batch`` is a prototype to trace the effects once. See
+        :class:`~pyro_lmmvae.guides.HyperparameterGuide`.
+        """
+        q = self.guide.effects
+        if q is None or not hasattr(q, "hyper"):
+            return
+        sites = tuple(hyperparameter_sites(self.model.effects, batch))
+        current = q.hyper.sites if q.hyper is not None else ()
+        if sites != current:
+            q.hyper = HyperparameterGuide(self.model.effects, batch) if sites else None
 
     @property
     def closed_form_applies(self) -> bool:

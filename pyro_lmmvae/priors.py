@@ -9,7 +9,8 @@ learns its scale as a point estimate on the ELBO (the spec's ``learn_sigma_u``).
 With the mean-field Normal guide, :class:`~pyro.infer.TraceMeanField_ELBO` uses the analytic KL
 whenever torch registers one for the pair (Normal, Laplace, Gumbel priors); otherwise (StudentT,
 Cauchy, ...) it falls back to a Monte Carlo estimate of ``log q - log p``. Priors that sample
-hyper-parameters cannot be trained yet (the guide has no factor for those sites).
+global hyper-parameters train too: the guide gets an ``AutoNormal`` factor for those sites
+(:class:`~pyro_lmmvae.guides.HyperparameterGuide`).
 
 Examples
 --------
@@ -39,9 +40,9 @@ class EffectPrior(LocalPyroModule):
     """Base class: ``prior(shape)`` returns a distribution with ``batch_shape == shape``.
 
     :meth:`forward` is called inside the model, within the plates of the effect site.
-    Subclasses may sample hyper-parameters of their own (hierarchical priors): ``effects()``
-    and prior draws handle them, but training does not yet (the guide has no factor for them);
-    learn such scales as :class:`~pyro.nn.PyroParam` point estimates instead.
+    Subclasses may sample hyper-parameters of their own (hierarchical priors): the guide then
+    gets a factor for those sites (:class:`~pyro_lmmvae.guides.HyperparameterGuide`), and
+    ``effects()`` and prior draws handle them.
     """
 
     def forward(self, shape: tuple[int, ...]) -> dist.TorchDistribution:  # pragma: no cover
