@@ -184,6 +184,7 @@ class LMMVAE:
         self.latent_dim = latent_dim
         self.design = self._design(formula, data, instance, standardize, instance_intercept)
         self._y, self._mask = validate_observations(y, mask, n_rows=len(data))
+        _check_likelihood_support(likelihood, self._y, self._mask)
         self._data = data.reset_index(drop=True)
         self.obs_dim = self._y.shape[1]
         with torch.random.fork_rng(devices=[]):
@@ -330,7 +331,7 @@ class LMMVAE:
         patience: int | None = None,
         clip_norm: float | None = None,
         device: str | torch.device = "cpu",
-        progress: bool = True,
+        progress: bool | str = True,
         seed: int = 0,
         kl: KLEstimator = "auto",
         sparse_updates: bool = True,
@@ -378,8 +379,8 @@ class LMMVAE:
             Gradient-norm clipping.
         device : str or torch.device, default "cpu"
             ``"cuda"`` trains on the GPU; data are moved there once.
-        progress : bool, default True
-            Show a progress bar.
+        progress : bool or str, default True
+            Show a progress bar; a string labels it (e.g. ``"oLMM-VAE 1/2"``).
         seed : int, default 0
             Seed of batching and Monte Carlo draws; the caller's global RNG state is restored.
         kl : {"auto", "closed_form", "trace_mean_field"}, default "auto"
@@ -415,6 +416,16 @@ class LMMVAE:
             When the loss becomes NaN or infinite; the message names the epoch, the step and
             the non-finite parameters and sample sites, and the last checkpoint written.
         """
+        _check_fit_arguments(
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            effects_lr=effects_lr,
+            lr_decay=lr_decay,
+            local_lr=local_lr,
+            patience=patience,
+            clip_norm=clip_norm,
+        )
         if select not in ("objective", "prediction_mse"):
             raise ValueError(f"select must be 'objective' or 'prediction_mse', got {select!r}")
         device = torch.device(device)
@@ -811,6 +822,11 @@ class LMMVAE:
             ctx_y, ctx_mask = validate_observations(ctx_y, rest[0] if rest else None, len(ctx_data))
         except ValueError as err:
             raise ValueError(f"context: {err}") from err
+        if ctx_y.shape[1] != self.obs_dim:
+            raise ValueError(
+                f"context: y has {ctx_y.shape[1]} features; the model was built for "
+                f"{self.obs_dim} (one column per observed feature, flattened)"
+            )
         ctx_labels = pd.Series(ctx_data[self.design.instance]).reset_index(drop=True)
         seen = ctx_labels.isin(self.design.groups)
         if seen.any():
@@ -1027,4 +1043,62 @@ def _check_unit_scale(y, mask) -> None:
             "the likelihood noise (0.01) assume unit scale",
             UserWarning,
             stacklevel=3,
+        )
+
+
+def _check_fit_arguments(**values) -> None:
+    """One-line errors for fit() arguments out of range, before anything is trained."""
+    rules = {
+        "max_epochs": (
+            "an integer >= 1, or None (until converged)",
+            lambda v: v is None or _int(v) and v >= 1,
+        ),
+        "batch_size": ("an integer >= 1 (instances per batch)", lambda v: _int(v) and v >= 1),
+        "lr": ("a positive number (Adam's step size of the networks)", lambda v: _pos(v)),
+        "effects_lr": ("a positive number (Adam's step size of the latent LMM)", lambda v: _pos(v)),
+        "lr_decay": ("a number in (0, 1] (1: no decay)", lambda v: _num(v) and 0 < v <= 1),
+        "local_lr": (
+            "a number >= 0 (0 freezes the random effects), or None",
+            lambda v: v is None or _num(v) and v >= 0,
+        ),
+        "patience": (
+            "an integer >= 1 (epochs without improvement), or None",
+            lambda v: v is None or _int(v) and v >= 1,
+        ),
+        "clip_norm": ("a positive number, or None", lambda v: v is None or _pos(v)),
+    }
+    for name, value in values.items():
+        what, ok = rules[name]
+        if not ok(value):
+            raise ValueError(f"fit({name}={value!r}): {name} must be {what}")
+
+
+def _int(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _num(value) -> bool:
+    return (
+        isinstance(value, int | float | np.number)
+        and not isinstance(value, bool)
+        and np.isfinite(value)
+    )
+
+
+def _pos(value) -> bool:
+    return _num(value) and value > 0
+
+
+def _check_likelihood_support(likelihood, y: np.ndarray, mask: np.ndarray) -> None:
+    """A Bernoulli likelihood needs observations in [0, 1] (0/1 or grey levels)."""
+    from pyro_lmmvae.models import BernoulliLikelihood
+
+    if not (likelihood == "bernoulli" or isinstance(likelihood, BernoulliLikelihood)):
+        return
+    observed = y[mask]
+    if observed.size and (observed.min() < 0 or observed.max() > 1):
+        raise ValueError(
+            f"likelihood='bernoulli' needs observations in [0, 1], but y has observed values in "
+            f"[{observed.min():.3g}, {observed.max():.3g}]: rescale y to [0, 1] or use "
+            "likelihood='gaussian'"
         )

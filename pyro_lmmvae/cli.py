@@ -975,20 +975,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_hint(args: argparse.Namespace) -> str:
+    """For an interrupted ``fit`` that writes checkpoints: how to continue it."""
+    checkpoint = getattr(args, "checkpoint", None)
+    if args.verb != "fit" or checkpoint is None:
+        return ""
+    if not Path(checkpoint).exists():
+        return f"; no checkpoint was written to {checkpoint} yet"
+    return (
+        f"; {checkpoint} holds the last completed epoch: run the same command with --resume "
+        "to continue"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pyro-lmmvae`` command.
 
     Exit status 0 on success; 2 for usage errors and bad or missing input files (the message
     names the file, column or shape at fault; no traceback); 1 when a needed package is
-    missing, a file cannot be written, or training fails (non-finite loss).
+    missing, a file cannot be written, or training fails (non-finite loss); 130 on Ctrl-C
+    (one line; for ``fit`` with ``--checkpoint``, how to resume).
     """
     args = _parser().parse_args(argv)
-    if args.verb == "data":
-        return _run_data(args)
-    if args.verb == "demo":
-        return _run_demo(args)
     try:
+        if args.verb == "data":
+            return _run_data(args)
+        if args.verb == "demo":
+            return _run_demo(args)
         return args._run(args)
+    except KeyboardInterrupt:
+        print(f"pyro-lmmvae {args.verb}: interrupted{_resume_hint(args)}", file=sys.stderr)
+        return 130
     except (ValueError, OSError, MissingPackageError) as err:
         # argparse's format without the usage block: the input, not the syntax, is at fault
         print(f"pyro-lmmvae {args.verb}: error: {err}", file=sys.stderr)

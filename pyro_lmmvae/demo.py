@@ -123,8 +123,11 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(), progress: b
         fit_args["lr"] = config.lr
     models: dict[str, LMMVAE] = {}
     results: dict[str, dict] = {}
-    for name, variant, objective in runs:
+    for index, (name, variant, objective) in enumerate(runs, start=1):
         started = time.perf_counter()
+        fit_args["progress"] = (
+            f"{_label(name, variant, objective)} {index}/{len(runs)}" if progress else False
+        )
         model = LMMVAE(
             _formula(name, variant, objective),
             data=train.data,
@@ -238,3 +241,10 @@ def _figures(out: Path, ds, lmm: LMMVAE, baseline: LMMVAE | None, idata) -> None
         path=out / "trajectories.png",
         baseline=baseline.predict(frame) if baseline is not None else None,
     )
+
+
+def _label(name: str, variant: str, objective: str) -> str:
+    """The progress-bar name of a run: ``oLMM-VAE (ELBO)``, ``VAE``, ``CVAE``."""
+    if name in BASELINES:
+        return name.upper()
+    return f"{variant[0]}{variant[1:].upper()}-VAE ({objective.upper()})"

@@ -34,6 +34,8 @@ _NUMBER_HINT = (
     "keep values above about 1e-4 (it prints smaller ones as 1e-05 and cannot read them back); "
     "rescale the column instead"
 )
+#: Numbers formulae may misread: '10.' (no digit after the point) or exponent notation.
+_NUMBER_LIKE = re.compile(r"\d\.(?!\d)|\d[eE][-+]?\d")
 _EMPTY_FORMULAS = {"", "0", "-1", "0 +", "+ 0"}
 
 
@@ -219,7 +221,8 @@ class Design:
         try:
             desc = model_description(self._rhs)
         except Exception as err:  # formulae raises several parser error types
-            hint = f"; {_NUMBER_HINT}" if isinstance(err, ParseError) else ""
+            numbers = _NUMBER_LIKE.search(self._rhs) is not None
+            hint = f"; {_NUMBER_HINT}" if isinstance(err, ParseError) and numbers else ""
             raise ValueError(f"cannot parse formula {self.formula!r}: {err}{hint}") from err
         check_basis_arguments(desc, self.formula)
         factors = {str(term.factor.name) for term in desc.group_terms}
@@ -387,6 +390,13 @@ class Design:
             ) from err
         except ValueError as err:
             raise ValueError(f"formula {self.formula!r}: {err}") from err
+        except KeyError as err:  # a name formulae cannot resolve: not a column, not a function
+            name = err.args[0] if err.args else "?"
+            raise ValueError(
+                f"formula {self.formula!r} calls {name!r}, which is neither a data column nor a "
+                "known function (numpy's as np., formulae's C, center, scale, poly, bs, or "
+                "fourier, rff); check the spelling"
+            ) from err
 
     # ------------------------------------------------------------------ public
     @property

@@ -35,9 +35,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_atomic(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp_path)`` and atomically move the result to ``path``."""
-    with atomic_path(path) as tmp:
-        writer(tmp)
+    """Call ``writer(tmp_path)`` and atomically move the result to ``path``.
+
+    A failure (no space, no permission, a writer error) raises :class:`OSError` naming
+    ``path``, the file asked for, not the hidden temporary file; ``path`` is left as it was.
+    """
+    try:
+        with atomic_path(path) as tmp:
+            writer(tmp)
+    except (OSError, RuntimeError) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if isinstance(err, OSError) and err.strerror:
+            detail = err.strerror
+        raise OSError(
+            f"cannot write {path}: {detail} (the previous file, if any, is kept)"
+        ) from err
     return Path(path)
 
 

@@ -155,8 +155,9 @@ def test_failed_save_keeps_previous_file(fitted, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match=f"cannot write {path}: disk full") as info:
         fitted.save(path)
+    assert ".tmp" not in str(info.value)  # names the file asked for, not the temporary one
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 

@@ -10,17 +10,10 @@ intercept–slope correlation within 0.35 of lme4's.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from benchmarks.lme4_agreement import DATASETS, compare
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_pyro")  # one thread, empty param store
 
 
 @pytest.mark.parametrize("name", list(DATASETS))

@@ -199,7 +199,7 @@ def train(
     clip_norm: float | None = None,
     validate: Callable[[], float] | None = None,
     patience: int | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
     history: TrainingHistory | None = None,
     sparse_updates: bool = True,
     on_epoch_end: Callable[[TrainingState], None] | None = None,
@@ -242,8 +242,8 @@ def train(
         Returns the validation objective (lower is better); the best weights are kept.
     patience : int, optional
         Stop after this many epochs without a better validation objective.
-    progress : bool, default True
-        Show a tqdm progress bar.
+    progress : bool or str, default True
+        Show a tqdm progress bar; a string labels it (e.g. the model's name).
     history : TrainingHistory, optional
         A history to append to.
     sparse_updates : bool, default True
@@ -290,7 +290,7 @@ def train(
     bar = tqdm(
         range(start, last_epoch if not stopped else start),
         disable=not progress,
-        desc="fit",
+        desc=progress if isinstance(progress, str) else "fit",
         unit="epoch",
     )
     # Distribution arguments are validated on the first step only: they are the same
