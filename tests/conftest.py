@@ -36,3 +36,12 @@ def make_lmmvae():
         return LMMVAE(formula, data=ds.data, y=ds.y, mask=ds.mask, **kwargs)
 
     return build
+
+
+@pytest.fixture()
+def one_thread():
+    """One intra-op thread for the test (tiny tensors; robust on a loaded 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -7,19 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from raw_files import write_tiny_mnist, write_tiny_physionet
 
 from benchmarks.paper import harness
 from benchmarks.paper.__main__ import main as bench_main
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
 
 
 @pytest.fixture(scope="module")

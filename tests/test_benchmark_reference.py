@@ -21,13 +21,7 @@ from benchmarks.reference import (
 from pyro_lmmvae import LMMVAE
 from pyro_lmmvae.datasets import make_synthetic
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
 
 
 @pytest.fixture(scope="module")
