@@ -231,8 +231,18 @@ class LMMVAE:
         }
 
     def _attach_hyperparameter_guide(self) -> None:
-        """q for the hyper-parameter sites of hierarchical priors (see VariationalPair)."""
-        prototype = next(iter(InstanceBatcher(self.tensors(), 8, torch.Generator())))
+        """q for the hyper-parameter sites of hierarchical priors (see VariationalPair).
+
+        The effects are traced on the rows of a few instances (not the whole data set).
+        """
+        if getattr(self.pair.guide, "effects", None) is None:  # point effects: no priors
+            return
+        if self.design.instance is None:
+            rows = np.arange(min(8, len(self._data)))
+        else:
+            labels = self._data[self.design.instance]
+            rows = np.flatnonzero(labels.isin(pd.unique(labels)[:8]).to_numpy())
+        prototype = self._row_subset(rows, self.device).full_batch()
         with torch.random.fork_rng(devices=[]):
             self.pair.attach_hyperparameter_guide(prototype)
 
