@@ -16,6 +16,7 @@ the levels of the grouping factor. New data with an unseen group follow an expli
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -201,6 +202,7 @@ class Design:
             for col in sorted(self._variables)
             if not self._is_numeric(data[col])
         }
+        self._check_informative(data)
         if self.instance is not None:
             levels = pd.Categorical(data[self.instance]).categories
             self.groups = np.asarray(levels)
@@ -274,6 +276,27 @@ class Design:
                 f"formula {self.formula!r} uses column(s) {missing} not found in data; "
                 f"available columns: {list(data.columns)}"
             )
+
+    def _check_informative(self, data: pd.DataFrame) -> None:
+        """A one-level factor is an error (it has no contrast); a constant column a warning."""
+        for col, levels in self.categories.items():
+            if len(levels) == 1 and col != self.instance:
+                raise ValueError(
+                    f"column {col!r} has the single level {levels[0]!r}: a factor needs two "
+                    "levels (its one-level contrast is empty); drop it from the formula"
+                )
+        with_intercept = (self._fixed_rhs or "").startswith("1") or bool(self._random_rhs)
+        for col in sorted(self._variables - set(self.categories) - {self.instance}):
+            if not with_intercept:
+                break
+            values = data[col].to_numpy(dtype=float)
+            if values.size and np.all(values == values[0]):
+                warnings.warn(
+                    f"column {col!r} is constant ({values[0]:g}) in the training data: its "
+                    "effect cannot be told apart from the intercept's",
+                    UserWarning,
+                    stacklevel=4,
+                )
 
     def _check_finite(self, data: pd.DataFrame) -> None:
         for col in sorted(self._variables | ({self.instance} if self.instance else set())):

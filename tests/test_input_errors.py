@@ -79,3 +79,13 @@ def test_demo_progress_bars_are_named_by_model():
     assert _label("olmm-elbo", "olmm", "elbo") == "oLMM-VAE (ELBO)"
     assert _label("slmm-gsnn", "slmm", "gsnn") == "sLMM-VAE (GSNN)"
     assert _label("cvae", "cvae", "elbo") == "CVAE"
+
+
+def test_one_level_factor_is_an_error_and_a_constant_column_a_warning(small_synthetic):
+    data = small_synthetic.split("train").data.assign(site="a", const=2.0)
+    with pytest.raises(ValueError, match="column 'site' has the single level 'a'"):
+        Design("~ 1 + t + site + (1 | id)", data)
+    with pytest.raises(ValueError, match="column 'site' has the single level 'a'"):
+        Design("~ 1 + t + site:t + (1 | id)", data)  # inside an interaction too
+    with pytest.warns(UserWarning, match="column 'const' is constant"):
+        Design("~ 1 + t + const + (1 | id)", data)
