@@ -206,10 +206,8 @@ def random_term_names(design: Design) -> list[str]:
 def _variance_components(prior_effects, point: bool) -> tuple[np.ndarray, np.ndarray] | None:
     """The learned sds (L, k) and correlations (L, k, k) of a covariance prior, else None."""
     prior = None if point else getattr(prior_effects, "random_prior", None)
-    if not hasattr(prior, "covariance"):
+    if not hasattr(prior, "components"):
         return None
     with local_params(), torch.no_grad():
-        cov = prior.covariance().detach().cpu()
-    sd = cov.diagonal(dim1=-2, dim2=-1).sqrt()
-    corr = cov / (sd.unsqueeze(-1) * sd.unsqueeze(-2))
-    return sd.numpy(), corr.numpy()
+        sd, corr = prior.components()
+    return sd.cpu().numpy(), corr.cpu().numpy()

@@ -272,7 +272,7 @@ class VariationalPair(nn.Module):
                 latent_kl = expected_latent_kl(loc, scale, mean, var, self.model.latent_scale())
                 u_loc, u_var = estimates.random_moments(batch.instances)
                 prior = self.model.effects.random_prior(tuple(u_loc.shape))
-                kl = sum(prior_kl(u_loc, u_var, prior) for _ in range(particles)) / particles
+                kl = prior_kl(u_loc, u_var, prior, particles)  # analytic: computed once
             return latent_kl.sum() + kl
 
         return objective

@@ -238,11 +238,15 @@ class RandomEffectCovariance(EffectPrior):
         tril = self.scale_tril()
         return tril @ tril.transpose(-1, -2)
 
-    def correlation(self) -> torch.Tensor:
-        """The correlation matrices of ``Σ_l``, (L, k, k)."""
+    def components(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The variance components: standard deviations (L, k) and correlations (L, k, k)."""
         cov = self.covariance()
         sd = cov.diagonal(dim1=-2, dim2=-1).sqrt()
-        return cov / (sd.unsqueeze(-1) * sd.unsqueeze(-2))
+        return sd, cov / (sd.unsqueeze(-1) * sd.unsqueeze(-2))
+
+    def correlation(self) -> torch.Tensor:
+        """The correlation matrices of ``Σ_l``, (L, k, k)."""
+        return self.components()[1]
 
     def forward(self, shape: tuple[int, ...]) -> dist.TorchDistribution:
         """``MultivariateNormal(0, Σ_l)`` with batch shape ``shape[:-1]`` and event (k,)."""

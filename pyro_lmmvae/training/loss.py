@@ -117,7 +117,10 @@ class LocalReparamGSNNLoss(nn.Module):
 
 
 def prior_kl(
-    loc: torch.Tensor, var: torch.Tensor, prior: torch.distributions.Distribution
+    loc: torch.Tensor,
+    var: torch.Tensor,
+    prior: torch.distributions.Distribution,
+    particles: int = 1,
 ) -> torch.Tensor:
     """``KL(N(loc, diag var) || prior)`` summed: analytic where torch registers the pair, else
     one draw of q.
@@ -126,7 +129,7 @@ def prior_kl(
     shape ``loc.shape[-1:]``, e.g. :class:`~pyro_lmmvae.priors.RandomEffectCovariance`); q is
     then the same diagonal Normal as a MultivariateNormal. The one-draw estimate
     ``log q(a) - log p(a)`` is unbiased, so the loss stays unbiased for priors without a
-    registered KL (e.g. StudentT, Cauchy).
+    registered KL (e.g. StudentT, Cauchy); ``particles`` draws are averaged there.
     """
     if len(prior.event_shape) == 1:
         q = torch.distributions.MultivariateNormal(loc, scale_tril=torch.diag_embed(var.sqrt()))
@@ -135,8 +138,8 @@ def prior_kl(
     try:
         return kl_divergence(q, prior).sum()
     except NotImplementedError:
-        draw = q.rsample()
-        return (q.log_prob(draw) - prior.log_prob(draw)).sum()
+        draws = q.rsample((particles,))
+        return (q.log_prob(draws) - prior.log_prob(draws)).sum() / particles
 
 
 class ClosedFormELBOLoss(nn.Module):
