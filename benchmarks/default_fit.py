@@ -88,6 +88,11 @@ MODELS = {
     "slmm-elbo": ("slmm", "elbo"),
     "slmm-gsnn": ("slmm", "gsnn"),
 }
+VARIATIONS = {
+    # name: (a key of MODELS, the one constructor option changed); run only when asked for
+    "olmm-elbo-structured": ("olmm-elbo", {"effects_guide": "structured"}),
+    "olmm-gsnn-structured": ("olmm-gsnn", {"effects_guide": "structured"}),
+}
 BASELINES = ("population mean", "per-time mean", "last frame", "ridge")
 T_MAX = 5.0
 TIME_BINS = 10
@@ -323,7 +328,8 @@ def fit_model(
     Parameters
     ----------
     name : str
-        A key of :data:`MODELS`.
+        A key of :data:`MODELS` or :data:`VARIATIONS` (a model with one option changed, e.g.
+        ``effects_guide="structured"``).
     design : DesignData
     seed : int, default 0
         Seed of the constructor (initial weights) and of ``fit``.
@@ -342,7 +348,8 @@ def fit_model(
     """
     from pyro_lmmvae import LMMVAE
 
-    variant, objective = MODELS[name]
+    base, options = VARIATIONS.get(name, (name, {}))
+    variant, objective = MODELS[base]
     formula = SLMM_ELBO_FORMULA if (variant, objective) == ("slmm", "elbo") else FORMULA
     train, future = design.rows("train"), design.rows("future")
     covariates = ["id", "age", "site", "t"]
@@ -358,6 +365,7 @@ def fit_model(
             variant=variant,
             objective=objective,
             seed=seed,
+            **options,
         )
         if max_epochs is None:
             model.fit(progress=False, seed=seed)
@@ -517,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--instances", type=int, default=200, help="instances P per seed")
     parser.add_argument("--obs-dim", type=int, default=20, help="observed features D")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=[*MODELS, *VARIATIONS])
     parser.add_argument("--markdown", action="store_true", help="print the BENCHMARKS.md tables")
     parser.add_argument("--out", type=Path, help="also write the JSON results to this file")
     parser.add_argument(

@@ -6,6 +6,7 @@ from .hyper import HyperparameterGuide, hyperparameter_sites
 from .olmm import OLMMGuide
 from .pooling import POOLINGS, pool_mean, pool_precision, segment_sum
 from .slmm import SLMMGuide
+from .structured import StructuredEffects
 
 __all__ = [
     "POOLINGS",
@@ -14,6 +15,7 @@ __all__ = [
     "MeanFieldEffects",
     "OLMMGuide",
     "SLMMGuide",
+    "StructuredEffects",
     "pool_mean",
     "pool_precision",
     "segment_sum",

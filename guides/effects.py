@@ -24,6 +24,7 @@ from pyro_lmmvae.models.effects import (
     EffectPlates,
     effect_moments_at_rows,
 )
+from pyro_lmmvae.objectives import prior_kl
 
 _LOG_VAR_FLOOR = -8.0
 _INIT_LOG_VAR = -6.0
@@ -37,6 +38,27 @@ def variance_from_rho(rho: torch.Tensor) -> torch.Tensor:
 def _rho_init(shape: tuple[int, ...]) -> torch.Tensor:
     value = math.log(math.expm1(_INIT_LOG_VAR - _LOG_VAR_FLOOR)) + _LOG_VAR_FLOOR
     return torch.full(shape, value)
+
+
+def draw_independent(
+    effects, num_draws: int, groups: torch.Tensor, generator: torch.Generator, point: bool
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Entry-wise independent draws from the moments of ``effects`` (CPU tensors).
+
+    A_f (S, L, Q_f) and the u_p of ``groups`` (S, B, L, k); with ``point`` the estimates,
+    repeated.
+    """
+    parts = []
+    if effects.n_fixed:
+        parts.append(("fixed", effects.fixed_moments()))
+    if effects.n_random:
+        parts.append(("random", effects.random_moments(groups)))
+    out = {}
+    for name, (loc, var) in parts:
+        loc, var = loc.detach().cpu(), var.detach().cpu()
+        noise = torch.randn((num_draws, *loc.shape), generator=generator, dtype=loc.dtype)
+        out[name] = loc + var.sqrt() * noise * (not point)
+    return out.get("fixed"), out.get("random")
 
 
 class MeanFieldEffects(EffectMeans):
@@ -61,6 +83,11 @@ class MeanFieldEffects(EffectMeans):
         self.hyper: nn.Module | None = None
 
     is_point = False
+    description = (
+        "mean-field variational posterior q(A_f) q(u_p); its fixed-effect sds are too narrow "
+        "where random effects absorb part of a fixed effect (effects_guide='structured' "
+        "calibrates them)"
+    )
 
     @property
     def fixed_var(self) -> torch.Tensor:
@@ -111,6 +138,23 @@ class MeanFieldEffects(EffectMeans):
                 scale = scale.sqrt()
                 random = pyro.sample(RANDOM_SITE, dist.Normal(loc, scale).to_event(1))
         return fixed, random
+
+    def fixed_kl(self, prior: torch.distributions.Distribution) -> torch.Tensor:
+        """``KL(q(A_f) || p(A_f))`` summed (analytic where torch registers the pair)."""
+        return prior_kl(self.fixed_loc, self.fixed_var, prior)
+
+    def random_kl(
+        self, prior: torch.distributions.Distribution, groups: torch.Tensor, particles: int = 1
+    ) -> torch.Tensor:
+        """``sum_p KL(q(u_p) || p(u_p))`` over ``groups`` (unscaled)."""
+        loc, var = self.random_moments(groups)
+        return prior_kl(loc, var, prior, particles)
+
+    def draw(
+        self, num_draws: int, groups: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Draws of A_f (S, L, Q_f) and of the u_p of ``groups`` (S, B, L, k) from q."""
+        return draw_independent(self, num_draws, groups, generator, point=False)
 
     def predictor_moments(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean ``M x̄`` and variance ``V (x̄ ⊙ x̄)`` of eta under q(A), each (n, L).

@@ -344,6 +344,7 @@ class PointEffects(EffectMeans):
     """
 
     is_point = True
+    description = "point estimates (one draw, no posterior uncertainty)"
 
     def for_instances(self, n_groups: int) -> PointEffects:
         """Effects of ``n_groups`` new instances sharing these fixed effects (same Parameter)."""
@@ -360,6 +361,18 @@ class PointEffects(EffectMeans):
         seen = (groups >= 0)[:, None, None]
         loc = self.instance_rows(self.random_loc, groups.clamp(min=0)) * seen
         return loc, torch.zeros_like(loc)
+
+    def draw(
+        self, num_draws: int, groups: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The estimates of A_f (S, L, Q_f) and of the u_p of ``groups`` (S, B, L, k), repeated."""
+        fixed = random = None
+        if self.n_fixed:
+            fixed = self.fixed_loc.detach().cpu().expand(num_draws, *self.fixed_loc.shape)
+        if self.n_random:
+            loc = self.random_moments(groups)[0].detach().cpu()
+            random = loc.expand(num_draws, *loc.shape)
+        return fixed, random
 
     def predictor_moments(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """``eta`` at the point estimates and a zero variance, each (n, L)."""

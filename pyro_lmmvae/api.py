@@ -109,6 +109,12 @@ class LMMVAE:
         sLMM: add sigma_z^-2 to the pooled precision.
     local_reparam : bool, default False
         GSNN-oLMM: draw z from its marginal under q(A) (lower-variance gradients).
+    effects_guide : {"mean_field", "structured"}, default "mean_field"
+        Variational family of Bayesian effects. ``"mean_field"``: independent q(A_f) q(u_p).
+        ``"structured"``: full-rank q(A_f) and q(u_p | A_f) linear in A_f, the form of the exact
+        posterior of a linear-Gaussian LMM; its fixed-effect sds match lme4's standard errors
+        where mean-field ones are several times too small (see the guide, "Effect
+        uncertainty"). It costs k(k + Q_f) more numbers per instance and latent dimension.
     instance_intercept : bool, optional
         Add ``(1 | instance)`` to a formula without random terms. Defaults to True for
         ``objective="gsnn"`` (without an encoder, instance identity can enter only through
@@ -156,6 +162,7 @@ class LMMVAE:
         pooling: str = "precision",
         include_prior_precision: bool = False,
         local_reparam: bool = False,
+        effects_guide: str = "mean_field",
         instance_intercept: bool | None = None,
         standardize: bool | Sequence[str] = True,
         mask_channel: bool = False,
@@ -180,6 +187,7 @@ class LMMVAE:
             pooling=pooling,
             include_prior_precision=include_prior_precision,
             local_reparam=local_reparam,
+            effects_guide=effects_guide,
         )
         self.latent_dim = latent_dim
         self.design = self._design(formula, data, instance, standardize, instance_intercept)
@@ -224,6 +232,7 @@ class LMMVAE:
             "pooling": pooling,
             "include_prior_precision": include_prior_precision,
             "local_reparam": local_reparam,
+            "effects_guide": effects_guide,
             "instance_intercept": instance_intercept,
             "standardize": standardize if isinstance(standardize, bool) else list(standardize),
             "mask_channel": mask_channel,

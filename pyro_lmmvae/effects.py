@@ -4,8 +4,10 @@ The container is an :class:`arviz.InferenceData` on ArviZ 0.x and an :class:`xar
 on ArviZ >= 1.0 (:mod:`pyro_lmmvae.arviz_compat` builds it); on both, ``data.posterior[name]``
 is an :class:`xarray.DataArray` and ``data.posterior.attrs`` a dict.
 
-Draws come from the variational posterior q(A_f) q(u_p); for point estimates (the sLMM default)
-the posterior group holds a single draw, the estimate, and says so in its attributes. It holds
+Draws come from the variational posterior (mean-field q(A_f) q(u_p), or the structured
+q(A_f) q(u_p | A_f) of ``effects_guide="structured"``, drawn jointly); for point estimates (the
+sLMM default) the posterior group holds a single draw, the estimate, and says so in its
+attributes. It holds
 
 * ``fixed_effects`` with dims ``(chain, draw, latent, term)``; ``term`` named from the formula,
   e.g. ``Intercept``, ``age``, ``sex[m]``, ``sex[m]:age``;
@@ -92,25 +94,20 @@ def effects_inference_data(
     dims: dict[str, list[str]] = {}
     coords: dict[str, object] = {"latent": np.arange(estimates.latent_dim)}
 
-    def draw(loc: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn((num_draws, *loc.shape), generator=generator)
-        return loc + var.sqrt() * noise * (not point)
-
+    index = np.arange(design.n_groups) if estimates.n_random else np.zeros(0, dtype=int)
+    if estimates.n_random and groups is not None:
+        index = design.group_codes(list(groups))
+    device = estimates.fixed_loc.device
     with torch.no_grad():
+        idx = torch.as_tensor(index, dtype=torch.long, device=device)
+        fixed_draws, random_draws = estimates.draw(num_draws, idx, generator)
         if estimates.n_fixed:
-            loc, var = (t.detach().cpu() for t in estimates.fixed_moments())
-            posterior["fixed_effects"] = draw(loc, var).numpy()[None]
+            posterior["fixed_effects"] = fixed_draws.numpy()[None]
             dims["fixed_effects"] = ["latent", "term"]
             coords["term"] = list(design.fixed_terms)
         if estimates.n_random:
-            index = np.arange(design.n_groups)
-            labels = np.asarray(design.groups)
-            if groups is not None:
-                index = design.group_codes(list(groups))
-                labels = labels[index]
-            idx = torch.as_tensor(index, dtype=torch.long, device=estimates.random_loc.device)
-            loc, var = (t.detach().cpu() for t in estimates.random_moments(idx))
-            draws = draw(loc, var).permute(0, 2, 1, 3)  # (draw, latent, group, term)
+            labels = np.asarray(design.groups)[index]
+            draws = random_draws.permute(0, 2, 1, 3)  # (draw, latent, group, term)
             posterior["random_effects"] = draws.numpy()[None]
             dims["random_effects"] = ["latent", "group", "random_term"]
             coords["group"] = labels
@@ -136,9 +133,7 @@ def effects_inference_data(
         "random_prior": "none (point estimate)" if point else prior_effects.random_prior.describe(),
         "group_factor": design.group_factor or "",
         "standardization": json.dumps(design.standardization),
-        "draws_from": "point estimates (one draw, no posterior uncertainty)"
-        if point
-        else "mean-field variational posterior",
+        "draws_from": estimates.description,
         "inference_library": "pyro",
         **(attrs or {}),
     }

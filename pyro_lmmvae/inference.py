@@ -33,8 +33,8 @@ from pyro_lmmvae.training.loss import (
     ClosedFormELBOLoss,
     ELBOLoss,
     LocalReparamGSNNLoss,
-    prior_kl,
 )
+from pyro_lmmvae.training.optim import instance_tables
 
 #: What the GSNN objective does not give, said once for every error that needs it.
 GSNN_LIMITS = (
@@ -270,9 +270,9 @@ class VariationalPair(nn.Module):
                 loc, scale = self.guide.encoder.encode(batch)
                 mean, var = estimates.predictor_moments(batch)
                 latent_kl = expected_latent_kl(loc, scale, mean, var, self.model.latent_scale())
-                u_loc, u_var = estimates.random_moments(batch.instances)
-                prior = self.model.effects.random_prior(tuple(u_loc.shape))
-                kl = prior_kl(u_loc, u_var, prior, particles)  # analytic: computed once
+                shape = (len(batch.instances), estimates.latent_dim, estimates.n_random)
+                prior = self.model.effects.random_prior(shape)
+                kl = estimates.random_kl(prior, batch.instances, particles)  # analytic: once
             return latent_kl.sum() + kl
 
         return objective
@@ -295,9 +295,7 @@ class VariationalPair(nn.Module):
                 return self.instance_offsets(batch)
         estimates = self.effect_estimates
         if estimates.n_random:
-            params = [estimates.random_loc]
-            if hasattr(estimates, "random_rho"):
-                params.append(estimates.random_rho)
+            params = instance_tables(estimates)
             objective = self.context_objective()
             optimizer = torch.optim.Adam(params, lr=lr)
             for _ in range(steps):

@@ -31,7 +31,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from pyro_lmmvae.models import MixedEffects
-from pyro_lmmvae.models.effects import FIXED_SITE, RANDOM_SITE, effect_moments_at_rows
+from pyro_lmmvae.models.effects import FIXED_SITE, RANDOM_SITE
 from pyro_lmmvae.priors import is_hierarchical
 from pyro_lmmvae.pyro_module import local_params
 
@@ -458,17 +458,11 @@ def latent_trajectories(
     x, w, local = batch.x.cpu(), batch.w.cpu(), batch.local.cpu()
     generator = torch.Generator().manual_seed(int(seed))
     with local_params(), torch.no_grad():
-        mean, var = (t.detach().cpu() for t in effect_moments_at_rows(estimates, batch))
-        fixed = random = None
-        if estimates.n_fixed:
-            loc, v = (t.detach().cpu() for t in estimates.fixed_moments())
-            noise = torch.randn((num_draws, *loc.shape), generator=generator, dtype=loc.dtype)
-            fixed = loc + v.sqrt() * noise
-        if estimates.n_random:
-            moments = estimates.random_moments(batch.instances)
-            loc, v = (t.detach().cpu() for t in moments)
-            noise = torch.randn((num_draws, *loc.shape), generator=generator, dtype=loc.dtype)
-            random = loc + v.sqrt() * noise
+        mean, var = (t.detach().cpu() for t in estimates.predictor_moments(batch))
+        seen = batch.instances >= 0
+        fixed, random = estimates.draw(num_draws, batch.instances.clamp(min=0), generator)
+        if random is not None:  # unseen instances: the prior mean of their random effects
+            random = random * seen.cpu()[:, None, None]
     posterior_draws = _eta(fixed, random, x, w, local, n_latent)
 
     point_dims, draw_dims = ("point", "latent"), ("draw", "point", "latent")
@@ -492,7 +486,7 @@ def latent_trajectories(
         data_vars["prior_mean"] = (point_dims, prior["mean"].double().numpy())
         data_vars["prior_sd"] = (point_dims, prior["sd"].double().numpy())
         data_vars["prior_draws"] = (draw_dims, prior["draws"].double().numpy())
-        attrs["posterior"] = "mean-field variational posterior q(A_f) q(u_p)"
+        attrs["posterior"] = estimates.description
         attrs["prior"] = "draws from p(A_f) p(u_p); prior_mean and prior_sd " + prior["how"]
         attrs["fixed_prior"] = effects.fixed_prior.describe() if effects.n_fixed else "none"
         attrs["random_prior"] = effects.random_prior.describe() if effects.n_random else "none"

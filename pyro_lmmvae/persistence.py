@@ -393,6 +393,7 @@ def build_estimator(cls: type, payload: dict, supplied: dict, path: Path) -> Any
         "pooling": c["pooling"],
         "include_prior_precision": c["include_prior_precision"],
         "local_reparam": c["local_reparam"],
+        "effects_guide": c.get("effects_guide", "mean_field"),
         "instance_intercept": c["instance_intercept"],
         "standardize": c["standardize"],
         "mask_channel": c["mask_channel"],

@@ -22,7 +22,13 @@ from torch import nn
 
 from pyro_lmmvae.architectures import build_networks
 from pyro_lmmvae.design import Design
-from pyro_lmmvae.guides import GSNNGuide, MeanFieldEffects, OLMMGuide, SLMMGuide
+from pyro_lmmvae.guides import (
+    GSNNGuide,
+    MeanFieldEffects,
+    OLMMGuide,
+    SLMMGuide,
+    StructuredEffects,
+)
 from pyro_lmmvae.inference import VariationalPair
 from pyro_lmmvae.models import (
     OBJECTIVES,
@@ -39,6 +45,8 @@ from pyro_lmmvae.networks import GaussianEncoder
 Variant = Literal["olmm", "slmm", "cvae"]
 Objective = Literal["elbo", "gsnn"]
 VARIANTS = ("olmm", "slmm", "cvae")
+EFFECTS_GUIDES = {"mean_field": MeanFieldEffects, "structured": StructuredEffects}
+"""Variational families of Bayesian effects: ``effects_guide=`` of :class:`~pyro_lmmvae.LMMVAE`."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,9 @@ class VariantOptions:
         sLMM: add sigma_z^-2 to the pooled precision.
     local_reparam : bool
         GSNN-oLMM: local reparameterisation of z.
+    effects_guide : {"mean_field", "structured"}
+        The variational family of Bayesian effects: mean-field q(A_f) q(u_p), or full-rank
+        q(A_f) with q(u_p | A_f) linear in A_f (:class:`~pyro_lmmvae.guides.StructuredEffects`).
     """
 
     variant: Variant = "olmm"
@@ -66,8 +77,18 @@ class VariantOptions:
     pooling: str = "precision"
     include_prior_precision: bool = False
     local_reparam: bool = False
+    effects_guide: str = "mean_field"
 
     def __post_init__(self) -> None:
+        if self.effects_guide not in EFFECTS_GUIDES:
+            raise ValueError(
+                f"effects_guide must be one of {tuple(EFFECTS_GUIDES)}, got {self.effects_guide!r}"
+            )
+        if self.effects_guide != "mean_field" and not self.bayesian_effects:
+            raise ValueError(
+                f"effects_guide={self.effects_guide!r} is a posterior over Bayesian effects, but A "
+                "is a point estimate here (the sLMM default): pass bayesian_effects=True"
+            )
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.objective not in OBJECTIVES:
@@ -131,7 +152,7 @@ def build_pair(
             random_columns=d.random_bases,
             random_blocks=d.random_blocks,
         )
-        q_effects = MeanFieldEffects(L, n_fixed, d.n_random, d.n_groups)
+        q_effects = EFFECTS_GUIDES[options.effects_guide](L, n_fixed, d.n_random, d.n_groups)
     else:
         effects = PointEffects(L, n_fixed, d.n_random, d.n_groups)
         q_effects = None

@@ -29,3 +29,22 @@ def test_identity_decoder_with_defaults_matches_lme4(name):
     assert abs(r["corr"] - r["corr_lme4"]) < 0.35
     if "uncorrelated" in name:
         assert r["corr"] == 0.0  # `||`: no correlation parameter at all
+
+
+@pytest.mark.parametrize("name", ["sleepstudy", "Orthodont"])
+def test_structured_guide_sds_match_lme4_standard_errors(name):
+    """``effects_guide="structured"``: q(A_f) sds are lme4's standard errors, within 10 %.
+
+    The structured family holds the exact posterior of a linear-Gaussian LMM given its variance
+    components, and lme4's ML standard errors are conditional on its estimates of them; the
+    learned components agree with lme4's within 5 % (test above) and sigma_z within 10 %, so the
+    sds may differ by about that much. The mean-field fit of the same data (recorded in
+    BENCHMARKS.md) is 0.2-0.8x and fails this bar.
+    """
+    r = compare(name, effects_guide="structured")
+    assert r["stop_reason"] == "converged"
+    for term, f in r["fixed"].items():
+        assert abs(f["z"]) < 2.0, (term, f)
+        assert abs(f["q_sd"] / f["se"] - 1.0) < 0.10, (term, f)
+    for term, corr in r["blup_corr"].items():
+        assert corr >= 0.95, (term, corr)

@@ -15,10 +15,8 @@ from __future__ import annotations
 import torch
 from pyro.infer import TraceMeanField_ELBO
 from torch import nn
-from torch.distributions import kl_divergence
 
 from pyro_lmmvae.data import Batch
-from pyro_lmmvae.models.effects import effect_moments, effect_moments_at_rows
 from pyro_lmmvae.objectives import expected_latent_kl
 from pyro_lmmvae.priors import has_pyro_statements
 from pyro_lmmvae.pyro_module import local_params
@@ -116,32 +114,6 @@ class LocalReparamGSNNLoss(nn.Module):
             return loss
 
 
-def prior_kl(
-    loc: torch.Tensor,
-    var: torch.Tensor,
-    prior: torch.distributions.Distribution,
-    particles: int = 1,
-) -> torch.Tensor:
-    """``KL(N(loc, diag var) || prior)`` summed: analytic where torch registers the pair, else
-    one draw of q.
-
-    ``prior`` is entry-wise (batch shape ``loc.shape``) or joint over the last dim (event
-    shape ``loc.shape[-1:]``, e.g. :class:`~pyro_lmmvae.priors.RandomEffectCovariance`); q is
-    then the same diagonal Normal as a MultivariateNormal. The one-draw estimate
-    ``log q(a) - log p(a)`` is unbiased, so the loss stays unbiased for priors without a
-    registered KL (e.g. StudentT, Cauchy); ``particles`` draws are averaged there.
-    """
-    if len(prior.event_shape) == 1:
-        q = torch.distributions.MultivariateNormal(loc, scale_tril=torch.diag_embed(var.sqrt()))
-    else:
-        q = torch.distributions.Normal(loc, var.sqrt())
-    try:
-        return kl_divergence(q, prior).sum()
-    except NotImplementedError:
-        draws = q.rsample((particles,))
-        return (q.log_prob(draws) - prior.log_prob(draws)).sum() / particles
-
-
 class ClosedFormELBOLoss(nn.Module):
     """Negative oLMM ELBO with the expected latent KL in closed form (spec §2).
 
@@ -201,23 +173,15 @@ class ClosedFormELBOLoss(nn.Module):
         self.model = model
         self.guide = guide
 
-    def effects_kl(self, batch: Batch, moments=None) -> torch.Tensor:
-        """``KL(q(A_f) || p(A_f)) + (P/B) sum_p KL(q(u_p) || p(u_p))`` of the batch.
-
-        ``moments``: :func:`~pyro_lmmvae.models.effects.effect_moments` of q, if at hand.
-        """
-        priors = self.model.effects
-        if moments is None:
-            moments = effect_moments(self.guide.effects, batch)
-        fixed, random = moments
+    def effects_kl(self, batch: Batch) -> torch.Tensor:
+        """``KL(q(A_f) || p(A_f)) + (P/B) sum_p E_q KL(q(u_p | .) || p(u_p))`` of the batch."""
+        priors, q = self.model.effects, self.guide.effects
         total = batch.y.new_zeros(())
-        if fixed is not None:
-            loc, var = fixed
-            total = total + prior_kl(loc, var, priors.fixed_prior(tuple(loc.shape)))
-        if random is not None:
-            loc, var = random
-            kl = prior_kl(loc, var, priors.random_prior(tuple(loc.shape)))
-            total = total + batch.scale * kl
+        if q.n_fixed:
+            total = total + q.fixed_kl(priors.fixed_prior((q.latent_dim, q.n_fixed)))
+        if q.n_random:
+            shape = (len(batch.instances), q.latent_dim, q.n_random)
+            total = total + batch.scale * q.random_kl(priors.random_prior(shape), batch.instances)
         return total
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -225,13 +189,12 @@ class ClosedFormELBOLoss(nn.Module):
         model, guide = self.model, self.guide
         with local_params():
             estimates = guide.effects if guide.effects is not None else model.effects
-            moments = effect_moments(estimates, batch)  # the batch's rows of u, gathered once
-            mean, var = effect_moments_at_rows(estimates, batch, moments)
+            mean, var = estimates.predictor_moments(batch)
             loc, scale = guide.encoder.encode(batch)
             z = loc + scale * torch.randn_like(loc)
             latent_kl = expected_latent_kl(loc, scale, mean, var, model.latent_scale()).sum()
             log_p = model.likelihood.log_density(model.decode(z, batch), batch.y)
             loss = batch.scale * (latent_kl - (log_p * batch.mask).sum())
             if guide.effects is not None:
-                loss = loss + self.effects_kl(batch, moments)
+                loss = loss + self.effects_kl(batch)
             return loss

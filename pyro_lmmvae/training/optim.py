@@ -1,10 +1,11 @@
 """The optimizer of a fit: Adam over the shared parameters, lazy Adam over the instance tables.
 
-The per-instance random-effect parameters (``random_loc``, ``random_rho``: one row per instance,
-P rows) are gathered with sparse gradients (:func:`~pyro_lmmvae.models.effects.gather_table_rows`)
-and stepped by :class:`torch.optim.SparseAdam`, which updates only the rows of the batch's
-instances ("lazy" Adam: a row's moments advance when the row is in a batch). A step then costs
-O(batch) whatever the number of instances P. Everything else (networks, fixed effects, prior
+The per-instance random-effect parameters (``random_loc``, ``random_rho``, and for the
+structured guide ``random_offdiag`` and ``random_coupling``: one row per instance, P rows) are
+gathered with sparse gradients (:func:`~pyro_lmmvae.models.effects.gather_table_rows`) and
+stepped by :class:`torch.optim.SparseAdam`, which updates only the rows of the batch's instances
+("lazy" Adam: a row's moments advance when the row is in a batch). A step then costs O(batch)
+whatever the number of instances P. Everything else (networks, fixed effects, prior
 hyper-parameters) is stepped by one dense :class:`torch.optim.Adam`. Both learning rates decay
 by the same factor after every epoch (spec §8).
 """
@@ -19,7 +20,7 @@ from torch import nn
 
 from pyro_lmmvae.models.effects import EffectDims
 
-LOCAL_PARAMETERS = ("random_loc", "random_rho")
+LOCAL_PARAMETERS = ("random_loc", "random_rho", "random_offdiag", "random_coupling")
 """Names of the per-instance parameters (one row per instance): the ``local_lr`` group."""
 
 
