@@ -120,7 +120,9 @@ class LMMVAE:
         ``objective="gsnn"`` (without an encoder, instance identity can enter only through
         u_p; spec §4) and False otherwise.
     standardize : bool or sequence of str, default True
-        Z-score continuous covariates with training statistics (see :class:`Design`).
+        Z-score the design columns computed from continuous covariates (``age``,
+        ``np.log(t + 1)``, ``sex[m]:age``) with their training mean and sd, after the formula is
+        evaluated: formula functions and bases see raw values (see :class:`Design`).
     mask_channel : bool, default False
         Give the encoder the mask as extra input features.
     seed : int, default 0
@@ -167,7 +169,9 @@ class LMMVAE:
         standardize: bool | Sequence[str] = True,
         mask_channel: bool = False,
         seed: int = 0,
+        _design_scaling: str = "columns",
     ) -> None:
+        self._design_scaling = _design_scaling  # "inputs": a model saved by 0.2 (see Design)
         if isinstance(decoder, str):
             if decoder != "identity" or encoder is not None:
                 raise ValueError(
@@ -256,7 +260,8 @@ class LMMVAE:
             self.pair.attach_hyperparameter_guide(prototype)
 
     def _design(self, formula, data, instance, standardize, instance_intercept) -> Design:
-        design = Design(formula, data, instance=instance, standardize=standardize)
+        scaling = self._design_scaling
+        design = Design(formula, data, instance=instance, standardize=standardize, scaling=scaling)
         wanted = (
             self.options.objective == "gsnn" and self.options.variant != "cvae"
             if instance_intercept is None
@@ -271,7 +276,9 @@ class LMMVAE:
                 )
             return design
         with_intercept = f"{design.formula} + (1 | {design.instance})"
-        return Design(with_intercept, data, instance=instance, standardize=standardize)
+        return Design(
+            with_intercept, data, instance=instance, standardize=standardize, scaling=scaling
+        )
 
     @property
     def variant(self) -> str:

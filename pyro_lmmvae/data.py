@@ -67,6 +67,11 @@ class Batch:
         return self.y * self.mask
 
 
+MAX_ABS_OBSERVATION = 1e15
+"""Largest |y| accepted: a Gaussian log-density squares (y - mu) / sigma in float32, whose
+largest value is 3.4e38, so |y| must stay well below 1.8e19 even for a noise scale of 1e-3."""
+
+
 def validate_observations(
     y: np.ndarray, mask: np.ndarray | None, n_rows: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +95,9 @@ def validate_observations(
         raise ValueError(f"y must have shape (N, D), got {y.shape}; flatten images first")
     if n_rows is not None and y.shape[0] != n_rows:
         raise ValueError(f"y has {y.shape[0]} rows but data has {n_rows}; they must match")
-    y = y.astype(np.float32)
+    raw = y.astype(np.float64) if y.dtype != bool else y.astype(np.float32)
+    with np.errstate(over="ignore"):
+        y = y.astype(np.float32)
     if mask is None:
         mask = ~np.isnan(y)
     else:
@@ -104,11 +111,22 @@ def validate_observations(
                 raise ValueError("mask must be boolean or 0/1")
             mask = mask.astype(bool)
     observed_bad = mask & ~np.isfinite(y)
+    if observed_bad.any() and np.isfinite(raw[observed_bad]).all():
+        raise ValueError(
+            f"y has values up to {np.abs(raw[mask]).max():.3g} in absolute value, beyond float32 "
+            "(the precision of training): rescale y, e.g. z-score each feature"
+        )
     if observed_bad.any():
         row, col = np.argwhere(observed_bad)[0]
         raise ValueError(
             f"y has {int(observed_bad.sum())} NaN/inf value(s) at observed entries "
             f"(first at row {row}, column {col}); mark them missing in the mask"
+        )
+    largest = float(np.abs(y[mask]).max()) if mask.any() else 0.0
+    if largest > MAX_ABS_OBSERVATION:
+        raise ValueError(
+            f"y has values up to {largest:.3g} in absolute value; the likelihood squares them in "
+            "float32, which overflows: rescale y, e.g. z-score each feature"
         )
     empty = ~mask.any(axis=1)
     if empty.any():

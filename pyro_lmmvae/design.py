@@ -8,9 +8,15 @@ and a :class:`pandas.DataFrame` into
 * the random-effects *expression* columns ``W`` (N, k) and a group index (N,) into the levels of
   the grouping factor, so that ``u[group] @ w`` is a gather and never a dense one-hot product.
 
+The formula is evaluated on the raw columns: functions (``np.log(t + 1)``, ``poly(t, 2)``,
+``bs(t, df=4)``) and basis terms (``fourier(t, 4)``) see the values as they are in the data.
+Standardisation (``standardize=True``) then z-scores the *design columns* computed from
+continuous covariates (``age``, ``np.log(t + 1)``, ``sex[m]:age``) with their training mean and
+sd; intercepts, 0/1 columns (dummies) and basis columns are left alone.
+
 The design remembers everything needed to encode new data identically: term names, factor
-levels (through formulae's stateful encoders), the standardisation of continuous columns and
-the levels of the grouping factor. New data with an unseen group follow an explicit policy.
+levels (through formulae's stateful encoders), the column standardisation and the levels of the
+grouping factor. New data with an unseen group follow an explicit policy.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from formulae.parser import ParseError
 from pyro_lmmvae.bases import basis_labels, basis_namespace, check_basis_arguments
 
 UnseenPolicy = Literal["error", "prior"]
+SCALINGS = ("columns", "inputs")
+"""Where standardisation applies: to the design's columns after the formula is evaluated
+(``"columns"``, the default), or to the raw covariates before (``"inputs"``: pyro_lmmvae 0.2 and
+earlier, kept so that their saved models load unchanged)."""
 _NUMBER_HINT = (
     "formulae reads numbers in plain decimal notation only: write 10.0 rather than '10.' and "
     "keep values above about 1e-4 (it prints smaller ones as 1e-05 and cannot read them back); "
@@ -108,6 +118,13 @@ def _top_level_bar(text: str) -> int | None:
     return None
 
 
+class ColumnNotFoundError(KeyError, ValueError):
+    """A column the formula uses is not in the data (a ``KeyError`` and a ``ValueError``)."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes
+        return str(self.args[0]) if self.args else ""
+
+
 def _variables(term) -> set[str]:
     return {name for name in getattr(term, "var_names", set()) if name}
 
@@ -133,10 +150,15 @@ class Design:
         the grouping factor of the random effects; without random effects and without
         ``instance`` every row is its own instance.
     standardize : bool or sequence of str, default True
-        Z-score continuous columns with the training mean and standard deviation before they
-        enter the design (binary 0/1 columns are left alone). ``True`` standardises every
-        continuous column the formula uses, a sequence names the columns (those the formula does
-        not use are ignored), ``False`` none.
+        Which continuous covariates are standardised: ``True`` every continuous (non-0/1)
+        column the formula uses, a sequence names them (those the formula does not use are
+        ignored), ``False`` none. Every design column computed from one of them (``age``,
+        ``np.log(age)``, ``sex[m]:age``), except 0/1 columns and basis columns, is z-scored with
+        its training mean and standard deviation *after* the formula is evaluated, so formula
+        functions and bases see raw values.
+    scaling : {"columns", "inputs"}, default "columns"
+        ``"inputs"`` z-scores the covariates before the formula is evaluated instead: the
+        behaviour of pyro_lmmvae 0.2 and earlier, used to load their saved models.
 
     Attributes
     ----------
@@ -152,7 +174,9 @@ class Design:
     groups : numpy.ndarray
         Levels of the grouping factor seen in training, in index order.
     standardization : dict
-        ``{column: (mean, std)}`` applied to new data.
+        ``{design column: (mean, std)}`` applied to new data: fixed columns by their term name
+        (``"age"``, ``"sex[m]:age"``), random ones as ``"age|id"``. (With ``scaling="inputs"``:
+        ``{covariate: (mean, std)}``.)
 
     Examples
     --------
@@ -175,7 +199,11 @@ class Design:
         *,
         instance: str | None = None,
         standardize: bool | Sequence[str] = True,
+        scaling: str = "columns",
     ) -> None:
+        if scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+        self.scaling = scaling
         if not isinstance(data, pd.DataFrame):
             raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
         if len(data) == 0:
@@ -196,7 +224,9 @@ class Design:
         columns = sorted(self._variables | ({self.instance} if self.instance else set()))
         self._check_columns(data, columns)
         self._check_finite(data)
-        self.standardization = self._fit_standardization(data, standardize)
+        #: the covariates whose columns are standardised, with their raw mean and sd
+        self.scaled_covariates = self._fit_standardization(data, standardize)
+        self.standardization = dict(self.scaled_covariates) if scaling == "inputs" else {}
         self.categories = {
             col: pd.Categorical(data[col]).remove_unused_categories().categories
             for col in sorted(self._variables)
@@ -234,7 +264,13 @@ class Design:
                 "one grouping factor (the instance) is supported"
             )
         explicit_no_intercept = re.search(r"(^|[+\s(])(0|-\s*1)\s*(\+|$)", self._fixed_part())
-        fixed_names = [self._term_source(t) for t in desc.common_terms]
+        # Main effects before interactions, as R orders a model's terms (keep.order = FALSE);
+        # formulae also needs a factor's main effect before its interactions to encode them.
+        # Designs of 0.2 ("inputs") kept the written order.
+        ordered = list(desc.common_terms)
+        if self.scaling == "columns":
+            ordered.sort(key=lambda t: len(getattr(t, "components", ())))
+        fixed_names = [self._term_source(t) for t in ordered]
         has_intercept = "1" in fixed_names
         fixed_names = [n for n in fixed_names if n != "1"]
         if has_intercept or not explicit_no_intercept:
@@ -272,10 +308,25 @@ class Design:
     def _check_columns(self, data: pd.DataFrame, columns: Sequence[str]) -> None:
         missing = [c for c in columns if c not in data.columns]
         if missing:
-            raise KeyError(
+            raise ColumnNotFoundError(
                 f"formula {self.formula!r} uses column(s) {missing} not found in data; "
                 f"available columns: {list(data.columns)}"
             )
+        repeated = sorted({c for c in columns if (data.columns == c).sum() > 1})
+        if repeated:
+            raise ValueError(
+                f"data has more than one column named {repeated}; make the column names unique"
+            )
+        for col in columns:
+            kind = data[col].dtype
+            if pd.api.types.is_datetime64_any_dtype(kind) or pd.api.types.is_timedelta64_dtype(
+                kind
+            ):
+                raise ValueError(
+                    f"column {col!r} holds dates or durations ({kind}); convert it to a number "
+                    f"first, e.g. days since the first visit: (data[{col!r}] - "
+                    f"data[{col!r}].min()).dt.days"
+                )
 
     def _check_informative(self, data: pd.DataFrame) -> None:
         """A one-level factor is an error (it has no contrast); a constant column a warning."""
@@ -341,7 +392,8 @@ class Design:
 
     def _prepare(self, data: pd.DataFrame, ordered: bool = False) -> pd.DataFrame:
         frame = data.copy()
-        for col, (mean, std) in self.standardization.items():
+        inputs = self.standardization if self.scaling == "inputs" else {}
+        for col, (mean, std) in inputs.items():
             frame[col] = (frame[col].to_numpy(dtype=float) - mean) / std
         for col, levels in self.categories.items():
             # formulae sorts the levels of an unordered categorical and keeps an ordered one's
@@ -354,7 +406,7 @@ class Design:
 
     def _build_encoders(self) -> None:
         frame = self._prepare(self._reference, ordered=True)
-        namespace = basis_namespace(self.standardization)
+        namespace = basis_namespace(self.standardization if self.scaling == "inputs" else {})
         self._fixed_encoder = self._encoder(self._fixed_rhs, frame, namespace)
         self._random_encoder = self._encoder(self._random_rhs, frame, namespace)
         fixed_labels, self.fixed_bases, fixed_transforms = basis_labels(self._fixed_encoder)
@@ -363,6 +415,70 @@ class Design:
         self.fixed_terms = fixed_labels
         self.random_terms = tuple("1" if name == "Intercept" else name for name in random_labels)
         self.random_blocks = self._blocks()
+        self._check_design_finite()
+        self._column_scaling = self._fit_column_scaling()
+
+    def _check_design_finite(self, matrices=None, where: str = "the training data") -> None:
+        """One line naming the first term whose columns are NaN/inf (e.g. poly of a constant)."""
+        parts = (
+            ("fixed", self._fixed_encoder, self.fixed_terms),
+            ("random", self._random_encoder, self.random_terms),
+        )
+        for part, encoder, labels in parts:
+            if encoder is None:
+                continue
+            matrix = np.asarray(encoder) if matrices is None else matrices[part]
+            bad = ~np.isfinite(np.asarray(matrix, dtype=float))
+            if bad.any():
+                row, column = np.argwhere(bad)[0]
+                raise ValueError(
+                    f"formula {self.formula!r}: the column {labels[column]!r} is NaN or infinite "
+                    f"at {int(bad[:, column].sum())} row(s) of {where} (first: row {row}), e.g. "
+                    "np.log of values <= 0, or poly()/bs() of a constant column; change the "
+                    "term or the column"
+                )
+
+    def _fit_column_scaling(self) -> dict[str, dict[int, tuple[float, float]]]:
+        """Mean and sd of every design column to z-score (``scaling="columns"``).
+
+        A column is scaled when its term uses a standardised covariate, it is not a basis
+        column, not 0/1 and not constant. Fills :attr:`standardization` by column name.
+        """
+        scaling: dict[str, dict[int, tuple[float, float]]] = {"fixed": {}, "random": {}}
+        if self.scaling != "columns":
+            return scaling
+        self.standardization = {}
+        scaled = set(self.scaled_covariates)
+        parts = (
+            ("fixed", self._fixed_encoder, self.fixed_bases, list(self.fixed_terms)),
+            (
+                "random",
+                self._random_encoder,
+                self.random_bases,
+                [f"{t}|{self.group_factor}" for t in self.random_terms],
+            ),
+        )
+        for part, encoder, bases, names in parts:
+            if encoder is None:
+                continue
+            matrix = np.asarray(encoder).astype(float)
+            for term_name, term in encoder.terms.items():
+                if not _variables(term) & scaled:
+                    continue
+                for j in range(*encoder.slices[term_name].indices(matrix.shape[1])):
+                    column = matrix[:, j]
+                    std = float(column.std())
+                    if bases[j] is not None or _is_binary(pd.Series(column)) or not std > 0:
+                        continue
+                    scaling[part][j] = (float(column.mean()), std)
+                    self.standardization[names[j]] = scaling[part][j]
+        return scaling
+
+    def _scale_columns(self, matrix: np.ndarray, part: str) -> np.ndarray:
+        """Apply the training column standardisation of ``part`` to an evaluated design."""
+        for j, (mean, std) in self._column_scaling[part].items():
+            matrix[:, j] = (matrix[:, j] - mean) / std
+        return matrix
 
     def _blocks(self) -> tuple[tuple[int, ...], ...]:
         """Column indices of each block of correlated random terms (lme4's semantics).
@@ -413,6 +529,14 @@ class Design:
             ) from err
         except ValueError as err:
             raise ValueError(f"formula {self.formula!r}: {err}") from err
+        except TypeError as err:  # arithmetic or a numpy function on a categorical/text column
+            columns = sorted(c for c in self._variables if c in self.categories)
+            hint = (
+                f"; {columns} are categorical or text here: convert them to numbers first"
+                if columns
+                else ""
+            )
+            raise ValueError(f"formula {self.formula!r} cannot be evaluated: {err}{hint}") from err
         except KeyError as err:  # a name formulae cannot resolve: not a column, not a function
             name = err.args[0] if err.args else "?"
             raise ValueError(
@@ -471,19 +595,22 @@ class Design:
         frame = self._prepare(data.reset_index(drop=True))
         n = len(frame)
         fixed = (
-            np.asarray(self._fixed_encoder.evaluate_new_data(frame)).astype(np.float32)
+            np.asarray(self._fixed_encoder.evaluate_new_data(frame)).astype(np.float64)
             if self._fixed_encoder is not None
-            else np.zeros((n, 0), dtype=np.float32)
+            else np.zeros((n, 0))
         )
         random = (
-            np.asarray(self._random_encoder.evaluate_new_data(frame)).astype(np.float32)
+            np.asarray(self._random_encoder.evaluate_new_data(frame)).astype(np.float64)
             if self._random_encoder is not None
-            else np.zeros((n, 0), dtype=np.float32)
+            else np.zeros((n, 0))
         )
+        self._check_design_finite({"fixed": fixed, "random": random}, "the new data")
         group = self.group_index(data, unseen=unseen)
         return DesignMatrices(
-            fixed=fixed.reshape(n, self.n_fixed),
-            random=random.reshape(n, self.n_random),
+            fixed=self._scale_columns(fixed.reshape(n, self.n_fixed), "fixed").astype(np.float32),
+            random=self._scale_columns(random.reshape(n, self.n_random), "random").astype(
+                np.float32
+            ),
             group=group,
         )
 
@@ -589,6 +716,7 @@ class Design:
             "instance": self.instance,
             "n_groups": int(self.n_groups),
             "standardization": {k: list(v) for k, v in self.standardization.items()},
+            "scaling": self.scaling,
             "bases": {
                 name: {
                     "kind": b.kind,
@@ -618,4 +746,7 @@ class Design:
         self.__dict__.update(state)
         if "_random_parts" not in state:  # a design pickled by pyro_lmmvae 0.1
             self._random_parts = _random_parts(_strip_formula(self.formula))
+        if "scaling" not in state:  # pickled before 0.3: covariates standardised as inputs
+            self.scaling = "inputs"
+            self.scaled_covariates = dict(self.standardization)
         self._build_encoders()

@@ -328,6 +328,7 @@ def design_record(design: Any) -> dict:
         "groups": np.asarray(design.groups).tolist(),
         "standardization": {c: [m, s] for c, (m, s) in design.standardization.items()},
         "categories": {c: list(v.tolist()) for c, v in design.categories.items()},
+        "scaling": getattr(design, "scaling", "inputs"),
     }
 
 
@@ -398,6 +399,8 @@ def build_estimator(cls: type, payload: dict, supplied: dict, path: Path) -> Any
         "standardize": c["standardize"],
         "mask_channel": c["mask_channel"],
         "seed": c["seed"],
+        # files of 0.2 standardised the covariates before the formula (Design's "inputs")
+        "_design_scaling": payload["design"].get("scaling", "inputs"),
         **networks,
     }
     data = decode_frame(payload["data"])

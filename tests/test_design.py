@@ -28,14 +28,14 @@ def frame() -> pd.DataFrame:
 
 def test_terms_and_columns(frame):
     d = Design("~ 1 + age + sex + sex:age + icu + death + (1 + age | id)", frame)
-    assert d.fixed_terms == (
+    assert d.fixed_terms == (  # main effects first, then interactions, as in R
         "Intercept",
         "age",
         "sex[m]",
-        "sex[m]:age",
         "icu[b]",
         "icu[c]",
         "death",
+        "sex[m]:age",
     )
     assert d.random_terms == ("1", "age")
     assert d.group_factor == "id" and d.instance == "id"
@@ -44,11 +44,71 @@ def test_terms_and_columns(frame):
     z_age = (frame["age"] - frame["age"].mean()) / frame["age"].std(ddof=0)
     np.testing.assert_allclose(m.fixed[:, 1], z_age, rtol=1e-5)
     np.testing.assert_allclose(m.fixed[:, 2], (frame["sex"] == "m").astype(float))
-    np.testing.assert_allclose(m.fixed[:, 3], m.fixed[:, 1] * m.fixed[:, 2], rtol=1e-6)
-    np.testing.assert_allclose(m.fixed[:, 6], frame["death"])  # binary: not standardised
+    # the interaction column is computed from raw age, then z-scored as a column
+    raw = (frame["sex"] == "m") * frame["age"]
+    np.testing.assert_allclose(m.fixed[:, 6], (raw - raw.mean()) / raw.std(ddof=0), rtol=1e-5)
+    np.testing.assert_allclose(m.fixed[:, 5], frame["death"])  # binary: not standardised
+    assert set(d.standardization) == {"age", "sex[m]:age", "age|id"}
     np.testing.assert_allclose(m.random[:, 0], 1.0)
     np.testing.assert_allclose(m.random[:, 1], z_age, rtol=1e-5)
     assert m.group.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+
+
+def test_inputs_scaling_standardizes_covariates_before_the_formula(frame):
+    """``scaling="inputs"`` (models saved by 0.2): the product of the z-scored covariate."""
+    d = Design("~ 1 + age + sex + sex:age + (1 + age | id)", frame, scaling="inputs")
+    m = d.transform(frame)
+    np.testing.assert_allclose(m.fixed[:, 3], m.fixed[:, 1] * m.fixed[:, 2], rtol=1e-6)
+    assert set(d.standardization) == {"age"}
+    restored = pickle.loads(pickle.dumps(d))
+    np.testing.assert_array_equal(restored.transform(frame).fixed, m.fixed)
+    with pytest.raises(ValueError, match="scaling must be one of"):
+        Design("~ 1 + age", frame, scaling="raw")
+
+
+@pytest.mark.parametrize(
+    ("term", "function"),
+    [
+        ("np.log(t + 1)", lambda t: np.log(t + 1)),
+        ("np.sqrt(t)", np.sqrt),
+        ("I(t ** 2)", lambda t: t**2),
+    ],
+)
+def test_formula_functions_see_raw_columns(term, function):
+    """Functions are evaluated on the raw values, then their column is z-scored (training stats).
+
+    With t in [0, 1], z-scoring t first would make ``np.log(t + 1)`` the log of negative numbers.
+    """
+    rng = np.random.default_rng(1)
+    train = pd.DataFrame({"id": np.repeat(list("abcd"), 5), "t": rng.uniform(0, 1, 20)})
+    new = pd.DataFrame({"id": ["a", "b"], "t": [0.0, 2.5]})  # outside the training range
+    design = Design(f"~ 1 + {term} + (1 | id)", train)
+    values = function(train["t"].to_numpy())
+    mean, std = values.mean(), values.std()
+    assert design.standardization[design.fixed_terms[1]] == pytest.approx((mean, std))
+    np.testing.assert_allclose(
+        design.transform(train).fixed[:, 1], (values - mean) / std, rtol=1e-5
+    )
+    expected = (function(new["t"].to_numpy()) - mean) / std
+    np.testing.assert_allclose(design.transform(new).fixed[:, 1], expected, rtol=1e-5)
+    raw = Design(f"~ 1 + {term} + (1 | id)", train, standardize=False)
+    np.testing.assert_allclose(raw.transform(new).fixed[:, 1], function(new["t"]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("call", ["poly(t, 2)", "bs(t, df=4)"])
+def test_stateful_transforms_see_raw_columns(call):
+    """poly and bs keep their training state (knots, centring) and see raw t at predict time."""
+    rng = np.random.default_rng(2)
+    train = pd.DataFrame({"id": np.repeat(list("abcd"), 6), "t": rng.uniform(10, 20, 24)})
+    scaled = Design(f"~ 1 + {call} + (1 | id)", train)
+    raw = Design(f"~ 1 + {call} + (1 | id)", train, standardize=False)
+    new = train.iloc[[3, 7, 11]].reset_index(drop=True)
+    x_raw = raw.transform(new).fixed[:, 1:]
+    columns = scaled.fixed_terms[1:]
+    stats = np.array([scaled.standardization[c] for c in columns])
+    np.testing.assert_allclose(
+        scaled.transform(new).fixed[:, 1:], (x_raw - stats[:, 0]) / stats[:, 1], rtol=1e-4
+    )
 
 
 def test_new_data_encoded_with_training_state(frame):

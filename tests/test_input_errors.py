@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from pyro_lmmvae import LMMVAE, cli
@@ -89,3 +92,94 @@ def test_one_level_factor_is_an_error_and_a_constant_column_a_warning(small_synt
         Design("~ 1 + t + site:t + (1 | id)", data)  # inside an interaction too
     with pytest.warns(UserWarning, match="column 'const' is constant"):
         Design("~ 1 + t + const + (1 | id)", data)
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame({"id": list("aabbcc"), "t": [0.0, 1.0, 0.0, 1.0, 0.5, 2.0], "c": [3.0] * 6})
+
+
+@pytest.mark.parametrize(
+    ("formula", "data", "message"),
+    [
+        (
+            "~ 1 + poly(c, 2) + (1 | id)",
+            _frame(),
+            r"formula '~ 1 \+ poly\(c, 2\) \+ \(1 \| id\)': the column 'poly\(c, 2\)\[0\]' is NaN "
+            r"or infinite at 6 row\(s\) of the training data \(first: row 0\), e.g. np.log of "
+            r"values <= 0, or poly\(\)/bs\(\) of a constant column; change the term or the column",
+        ),
+        (
+            "~ 1 + bs(c, df=4) + (1 | id)",
+            _frame(),
+            r"the column 'bs\(c, df=4\)\[0\]' is NaN or infinite at 6 row\(s\) of the training",
+        ),
+        (
+            "~ 1 + np.log(t) + (1 | id)",
+            _frame(),
+            r"the column 'np.log\(t\)' is NaN or infinite at 2 row\(s\) of the training data "
+            r"\(first: row 0\)",
+        ),
+        (
+            "~ 1 + t",
+            pd.concat([_frame(), _frame()[["t"]]], axis=1),
+            r"data has more than one column named \['t'\]; make the column names unique",
+        ),
+        (
+            "~ 1 + d",
+            _frame().assign(d=pd.date_range("2020-01-01", periods=6)),
+            r"column 'd' holds dates or durations \(datetime64\[\w+\]\); convert it to a "
+            r"number first, e.g. days since the first visit: "
+            r"\(data\['d'\] - data\['d'\].min\(\)\).dt.days",
+        ),
+        (
+            "~ 1 + np.exp(g)",
+            _frame().assign(g=list("xyxyxy")),
+            r"formula '~ 1 \+ np.exp\(g\)' cannot be evaluated: .*; \['g'\] are categorical or "
+            r"text here: convert them to numbers first",
+        ),
+        (
+            "~ 1 + height",
+            _frame(),
+            r"formula '~ 1 \+ height' uses column\(s\) \['height'\] not found in data; available "
+            r"columns: \['id', 't', 'c'\]",
+        ),
+    ],
+)
+def test_design_errors_name_the_term_or_column(formula, data, message):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the constant column's own warning
+        with pytest.raises(ValueError, match=message) as info:  # KeyError too for a column
+            Design(formula, data)
+    assert "\n" not in str(info.value) and not str(info.value).startswith("'")
+
+
+def test_new_rows_where_a_formula_function_is_not_finite():
+    design = Design("~ 1 + np.log(t + 1) + (1 | id)", _frame())
+    new = pd.DataFrame({"id": ["a", "b"], "t": [0.5, -1.0]})
+    with pytest.raises(
+        ValueError,
+        match=r"the column 'np.log\(t \+ 1\)' is NaN or infinite at 1 row\(s\) of the new data "
+        r"\(first: row 1\)",
+    ):
+        design.transform(new)
+
+
+def test_main_effects_come_before_interactions_as_in_r():
+    data = pd.DataFrame({"id": list("aabb"), "a": list("yyxx"), "b": list("pqpq")})
+    design = Design("~ 1 + a:b + a + b + (1 | id)", data)
+    assert design.fixed_terms[:3] == ("Intercept", "a[y]", "b[q]")
+
+
+@pytest.mark.parametrize(
+    ("scale", "message"),
+    [
+        (1e20, r"y has values up to 2.\d+e\+20 in absolute value; the likelihood squares them "
+               r"in float32, which overflows: rescale y, e.g. z-score each feature"),
+        (1e300, r"y has values up to 2.\d+e\+300 in absolute value, beyond float32 \(the "
+                r"precision of training\): rescale y, e.g. z-score each feature"),
+    ],
+)  # fmt: skip
+def test_observations_too_large_for_float32(scale, message):
+    y = np.linspace(-2.0, 2.5, 12).reshape(6, 2) * scale
+    with pytest.raises(ValueError, match=message):
+        LMMVAE("~ 1 + t + (1 | id)", _frame(), y, latent_dim=2)

@@ -214,3 +214,25 @@ def test_legacy_file_needs_trust_then_converts_exactly(tmp_path):
     converted = old.save(tmp_path / "converted.pt")
     torch.load(converted, weights_only=True)
     np.testing.assert_array_equal(LMMVAE.load(converted).predict(covariates), expected)
+
+
+# ----------------------------------------------------------------------------- version 0.2
+def test_file_of_0_2_keeps_its_input_standardization(tmp_path):
+    """0.2 z-scored covariates before the formula; its files load with that design.
+
+    The fixture's formula has an interaction and a function of t, whose columns differ between
+    the two standardisations, so a file read with the new column standardisation would predict
+    differently.
+    """
+    covariates = pd.read_csv(DATA / "model_v0_2_covariates.csv")
+    expected = np.load(DATA / "model_v0_2_predict.npy")
+    old = LMMVAE.load(DATA / "model_v0_2.pt")
+    assert old.design.scaling == "inputs"
+    np.testing.assert_array_equal(old.predict(covariates), expected)
+    resaved = LMMVAE.load(old.save(tmp_path / "resaved.pt"))
+    assert resaved.design.scaling == "inputs"
+    np.testing.assert_array_equal(resaved.predict(covariates), expected)
+    # Power: the same formula with today's column standardisation encodes other columns.
+    new = type(old.design)(old.design.formula, covariates)
+    assert new.scaling == "columns"
+    assert not np.allclose(new.transform(covariates).fixed, old.design.transform(covariates).fixed)
