@@ -19,6 +19,7 @@ import torch
 from pyro_lmmvae import arviz_compat, metrics, plots
 from pyro_lmmvae.api import LMMVAE
 from pyro_lmmvae.datasets import make_synthetic
+from pyro_lmmvae.datasets.synthetic import FIXED_TERMS
 from pyro_lmmvae.io import write_atomic, write_text_atomic
 from pyro_lmmvae.models import OBJECTIVES
 
@@ -75,6 +76,11 @@ class DemoConfig:
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def truth_columns(terms) -> list[int]:
+    """Columns of the synthetic truth's ``fixed_effects`` in the order of a design's ``terms``."""
+    return [FIXED_TERMS.index(term) for term in terms]
 
 
 def _formula(name: str, variant: str, objective: str) -> str:
@@ -199,11 +205,13 @@ def _model_metrics(model: LMMVAE, ds, train, test) -> dict:
     if model.design.random_terms == ("1", "t"):
         order = model.design.group_codes(ds.truth["instance_labels"])
         random_hat = estimates.random_loc.detach().cpu().numpy()[order]
+    # the truth's columns in the design's order (the design lists main effects first, as R does)
+    truth_fixed = ds.truth["fixed_effects"][:, truth_columns(model.design.fixed_terms)]
     recovery = metrics.effect_recovery(
         model.latents(train.y, train.mask, train.data),
         ds.truth["z"][is_train],
         estimates.fixed_loc.detach().cpu().numpy(),
-        ds.truth["fixed_effects"],
+        truth_fixed,
         random_hat,
         ds.truth["random_effects"] if random_hat is not None else None,
     )
@@ -224,8 +232,9 @@ def _figures(out: Path, ds, lmm: LMMVAE, baseline: LMMVAE | None, idata) -> None
     draws = idata.posterior["fixed_effects"].values[0]  # (S, L, Q)
     aligned = np.einsum("kl,slq->skq", t_map, draws)
     aligned[:, :, 0] += offset
+    truth_fixed = ds.truth["fixed_effects"][:, truth_columns(lmm.design.fixed_terms)]
     plots.fixed_effects_forest(
-        aligned, ds.truth["fixed_effects"], list(lmm.design.fixed_terms), out / "fixed_effects.png"
+        aligned, truth_fixed, list(lmm.design.fixed_terms), out / "fixed_effects.png"
     )
     test_ids = ds.data.loc[ds.data["split"] == "test", "id"].unique()[:3]
     rows = ds.data["id"].isin(test_ids).to_numpy()

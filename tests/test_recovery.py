@@ -18,7 +18,7 @@ import pytest
 
 from pyro_lmmvae import LMMVAE, metrics
 from pyro_lmmvae.datasets import make_synthetic
-from pyro_lmmvae.demo import SYNTHETIC_FORMULA
+from pyro_lmmvae.demo import SYNTHETIC_FORMULA, truth_columns
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_effect_recovery_thresholds(fits):
         lmm.latents(tr.y, tr.mask),
         ds.truth["z"][is_train],
         lmm.guide.effects.fixed_loc.detach().numpy(),
-        ds.truth["fixed_effects"],
+        ds.truth["fixed_effects"][:, truth_columns(lmm.design.fixed_terms)],
         lmm.guide.effects.random_loc.detach().numpy()[order],
         ds.truth["random_effects"],
     )
