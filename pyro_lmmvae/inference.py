@@ -30,9 +30,9 @@ from pyro_lmmvae.objectives import expected_latent_kl, normal_kl
 from pyro_lmmvae.pyro_module import local_params
 from pyro_lmmvae.training.loss import (
     KL_ESTIMATORS,
-    ClosedFormELBOLoss,
     ELBOLoss,
     LocalReparamGSNNLoss,
+    closed_form_loss,
 )
 from pyro_lmmvae.training.optim import instance_tables
 
@@ -105,7 +105,7 @@ class VariationalPair(nn.Module):
     def closed_form_applies(self) -> bool:
         """Whether ``kl="closed_form"`` applies: oLMM/CVAE ELBO, no hierarchical effect priors."""
         try:
-            ClosedFormELBOLoss(self.model, self.guide)
+            closed_form_loss(self.model, self.guide)
         except ValueError:
             return False
         return True
@@ -126,15 +126,16 @@ class VariationalPair(nn.Module):
         kl : {"trace_mean_field", "closed_form"}
             :class:`~pyro_lmmvae.training.loss.ELBOLoss` (Pyro's
             :class:`~pyro.infer.TraceMeanField_ELBO`, one draw of A per step) or
-            :class:`~pyro_lmmvae.training.loss.ClosedFormELBOLoss` (oLMM ELBO: the expected
-            latent KL over q(A) in closed form).
+            :func:`~pyro_lmmvae.training.loss.closed_form_loss` (oLMM ELBO: the expected
+            latent KL over q(A) in closed form; computed from the model's traces unless model,
+            guide and priors are the library's own classes).
         """
         if kl not in KL_ESTIMATORS:
             raise ValueError(f"kl must be one of {KL_ESTIMATORS}, got {kl!r}")
         if kl == "closed_form":
             if num_particles != 1:
                 raise ValueError("kl='closed_form' draws one z per row: num_particles must be 1")
-            return ClosedFormELBOLoss(self.model, self.guide)
+            return closed_form_loss(self.model, self.guide)
         if self.local_reparam:
             return LocalReparamGSNNLoss(self.model, self.guide)
         return ELBOLoss(self.model, self.guide, num_particles, vectorize_particles)
@@ -255,27 +256,15 @@ class VariationalPair(nn.Module):
     def context_objective(self, particles: int = 16) -> Callable[[Batch], torch.Tensor]:
         """The objective that adapting new instances minimises over their random effects.
 
-        oLMM ELBO: with the encoder frozen only ``sum_i E_q(A) KL_i`` and ``KL(q(u_p)||p(u_p))``
-        depend on q(u_p), and both are exact here (closed form of spec §2; the prior KL by
-        :func:`torch.distributions.kl_divergence` where registered, else Monte Carlo), so the
-        fit is deterministic. Otherwise (GSNN): the variant's loss with ``particles``
-        vectorized particles.
+        oLMM ELBO: the closed-form loss (:func:`~pyro_lmmvae.training.loss.closed_form_loss`:
+        the ELBO with the latent KL averaged over q(A)). With
+        the encoder frozen only ``sum_i E_q(A) KL_i`` and the random effects' KL depend on
+        q(u_p), and both are exact for Gaussian priors, so the gradients are deterministic.
+        Otherwise (GSNN): the variant's loss with ``particles`` vectorized particles.
         """
         if self.gsnn:
             return self.loss_module(particles, vectorize_particles=True)
-        estimates = self.effect_estimates
-
-        def objective(batch: Batch) -> torch.Tensor:
-            with local_params():
-                loc, scale = self.guide.encoder.encode(batch)
-                mean, var = estimates.predictor_moments(batch)
-                latent_kl = expected_latent_kl(loc, scale, mean, var, self.model.latent_scale())
-                shape = (len(batch.instances), estimates.latent_dim, estimates.n_random)
-                prior = self.model.effects.random_prior(shape)
-                kl = estimates.random_kl(prior, batch.instances, particles)  # analytic: once
-            return latent_kl.sum() + kl
-
-        return objective
+        return closed_form_loss(self.model, self.guide)
 
     def adapt(self, batch: Batch, steps: int = 200, lr: float = 1e-2) -> torch.Tensor:
         """Fit the effects of new instances to their context rows, everything else frozen.

@@ -50,12 +50,23 @@ def test_hyperparameter_site_gets_a_guide_factor_and_trains(data, tmp_path):
     m = _model(data, fixed_prior=HorseshoeScale())
     q = m.pair.guide.effects.hyper
     assert q is not None and q.sites == ("tau",)
-    # the guide trace holds tau, and the ELBO is Pyro's (the closed form would drop tau)
+    # the guide trace holds tau, and the default loss (Pyro's ELBO with the latent KL
+    # averaged over q(A)) takes tau's KL: its value moves with q(tau)
     batch = m.tensors().full_batch()
     with local_params():
         guide_trace = poutine.trace(m.guide).get_trace(batch)
     assert guide_trace.nodes["tau"]["value"].shape == (2,)
-    assert type(m.loss_module()).__name__ == "ELBOLoss"
+    loss = m.loss_module()
+    assert type(loss).__name__ == "CollapsedELBOLoss"  # a user prior: derived from the model
+    values = []
+    for shift in (0.0, 2.0):
+        with torch.no_grad():
+            q.auto.locs.tau.add_(shift)
+        pyro.set_rng_seed(0)
+        values.append(float(loss(batch).detach()))
+    with torch.no_grad():
+        q.auto.locs.tau.sub_(2.0)
+    assert values[0] != values[1]
     before = {k: v.clone() for k, v in q.state_dict().items()}
     m.fit(max_epochs=15, batch_size=8, progress=False)
     assert all(np.isfinite(m.history.train_loss))

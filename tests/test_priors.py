@@ -22,6 +22,7 @@ from pyro_lmmvae.models import FIXED_SITE, RANDOM_SITE, MixedEffects
 from pyro_lmmvae.objectives import normal_kl
 from pyro_lmmvae.priors import DistributionPrior, EffectPrior, LearnedScaleNormal, as_prior
 from pyro_lmmvae.pyro_module import local_params
+from pyro_lmmvae.training.loss import ClosedFormELBOLoss, CollapsedELBOLoss
 
 N_SE = 4.0
 FORMULA = "~ 1 + t + g + (1 + t | id)"
@@ -251,8 +252,9 @@ def test_as_prior_accepts_specs():
     torch.testing.assert_close(d.scale[1], torch.tensor([1.0, 2.0]))
 
 
-def test_closed_form_loss_refuses_priors_with_pyro_statements(small_synthetic, isolated_pyro):
-    """A factor inside a prior would be dropped by a torch loss: kl='auto' keeps Pyro's ELBO."""
+def test_closed_form_loss_keeps_the_pyro_statements_of_a_prior(small_synthetic, isolated_pyro):
+    """A factor inside a prior would be dropped by a torch loss: the closed form is read from the
+    model's traces instead, so the factor is in it (once per latent dimension, its plate)."""
 
     class PenalisedNormal(EffectPrior):
         def forward(self, shape):
@@ -264,6 +266,14 @@ def test_closed_form_loss_refuses_priors_with_pyro_statements(small_synthetic, i
     plain = LMMVAE("~ 1 + t + (1 | id)", **kwargs)
     penalised = LMMVAE("~ 1 + t + (1 | id)", fixed_prior=PenalisedNormal(), **kwargs)
     assert plain._kl_estimator("auto") == "closed_form"
-    assert penalised._kl_estimator("auto") == "trace_mean_field"
-    with pytest.raises(ValueError, match="factor"):
-        penalised.loss_module(kl="closed_form")
+    assert penalised._kl_estimator("auto") == "closed_form"
+    assert type(plain.loss_module()) is ClosedFormELBOLoss  # the library's classes: torch
+    loss = penalised.loss_module()
+    assert type(loss) is CollapsedELBOLoss  # a user's prior: derived from the model's traces
+    batch = penalised.tensors().full_batch()
+    with torch.no_grad():
+        pyro.set_rng_seed(0)
+        reference = CollapsedELBOLoss(plain.model, plain.guide)(batch)
+        pyro.set_rng_seed(0)
+        value = loss(batch)
+    torch.testing.assert_close(value - reference, torch.tensor(2.0), rtol=1e-5, atol=1e-4)

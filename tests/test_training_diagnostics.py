@@ -30,18 +30,25 @@ def test_healthy_batch_has_no_sources(small_synthetic, make_lmmvae, isolated_pyr
     ],
 )
 def test_overflowing_observation_names_the_site(small_synthetic, isolated_pyro, objective, culprit):
+    """A network whose output overflows float32 is named by its site.
+
+    (Observations that would overflow are refused before training: ``y`` beyond 1e15.) The first
+    layer of the encoder (ELBO) or of the decoder (GSNN, no encoder) is scaled by 1e30.
+    """
     train = small_synthetic.split("train")
-    y, mask = train.y.copy(), train.mask.copy()
-    y[0, 0], mask[0, 0] = 1e30, True  # finite, but 1e30 squared overflows float32
     m = LMMVAE(
         "~ 1 + t + (1 | id)",
         train.data,
-        y,
-        mask,
+        train.y,
+        train.mask,
         latent_dim=2,
         standardize=False,
         objective=objective,
     )
+    network = m.model.decoder if objective == "gsnn" else m.guide.encoder
+    first = next(layer for layer in network.modules() if isinstance(layer, torch.nn.Linear))
+    with torch.no_grad():
+        first.weight.mul_(1e30)
     before = _snapshot(m)
     with pytest.raises(NonFiniteLossError) as err:
         m.fit(max_epochs=2, batch_size=40, validation=None, progress=False)

@@ -8,6 +8,10 @@ torch optimizer loop, a Lightning module or DDP (compare Pyro's ``examples/svi_l
 
 :class:`ClosedFormELBOLoss` is the same oLMM objective with the expectation over q(A) of the
 latent KL in closed form (spec §2, ``kl="closed_form"``): no draw of A, lower-variance gradients.
+For the library's own classes it is computed in torch (fast); for any other model, guide,
+likelihood or prior it is Pyro's ELBO on the same model and guide with the expectation read from
+the traces (:class:`CollapsedELBOLoss`, :mod:`~pyro_lmmvae.training.collapsed_elbo`), so an
+edited or subclassed model changes the loss. :func:`closed_form_loss` picks one; the two agree.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pyro_lmmvae.data import Batch
 from pyro_lmmvae.objectives import expected_latent_kl
 from pyro_lmmvae.priors import has_pyro_statements
 from pyro_lmmvae.pyro_module import local_params
+from pyro_lmmvae.training.collapsed_elbo import CollapsedLatentELBO
 
 KL_ESTIMATORS = ("trace_mean_field", "closed_form")
 """How the ELBO's KL terms are estimated: ``kl=`` of :meth:`~pyro_lmmvae.LMMVAE.fit`."""
@@ -127,7 +132,13 @@ class ClosedFormELBOLoss(nn.Module):
     :class:`~pyro.infer.TraceMeanField_ELBO` (which draws A once per step and takes the KL given
     the draw); only the Monte Carlo noise of A is gone. Effect-prior KLs are analytic for
     priors with a registered KL (Normal, the learned-scale and spectral priors) and one-draw
-    estimates otherwise. Pure torch: no Pyro trace is built.
+    estimates otherwise.
+
+    Pure torch, no Pyro trace: the fast path for the library's own model, guide, likelihoods and
+    priors, which :func:`closed_form_loss` picks only for them. Its value equals
+    :class:`CollapsedELBOLoss` (the same objective derived from the model's traces) exactly in
+    its KL terms and in expectation overall (``tests/test_collapsed_elbo.py``), so the model
+    stays the source of truth: any other model, guide or prior gets :class:`CollapsedELBOLoss`.
 
     Parameters
     ----------
@@ -198,3 +209,90 @@ class ClosedFormELBOLoss(nn.Module):
             if guide.effects is not None:
                 loss = loss + self.effects_kl(batch)
             return loss
+
+
+LIBRARY_PACKAGES = ("pyro_lmmvae.",)
+
+
+def is_library_pair(model: nn.Module, guide: nn.Module) -> bool:
+    """Whether model, guide, likelihood and priors are exactly the library's own classes.
+
+    Subclasses and user classes are not: for them only a loss derived from the model's
+    traces reflects what they do.
+    """
+    from pyro_lmmvae.guides import MeanFieldEffects, OLMMGuide, StructuredEffects  # noqa: PLC0415
+    from pyro_lmmvae.models import MixedEffects, OLMMModel, PointEffects  # noqa: PLC0415
+
+    q = getattr(guide, "effects", None)
+    effects = getattr(model, "effects", None)
+    parts = [model.likelihood, getattr(guide, "encoder", None)]
+    if isinstance(effects, MixedEffects):
+        parts += [effects.fixed_prior, effects.random_prior]
+    return (
+        type(model) is OLMMModel
+        and type(guide) is OLMMGuide
+        and type(effects) in (MixedEffects, PointEffects)
+        and (q is None or (type(q) in (MeanFieldEffects, StructuredEffects) and q.hyper is None))
+        and all(type(part).__module__.startswith(LIBRARY_PACKAGES) for part in parts)
+    )
+
+
+def closed_form_loss(model: nn.Module, guide: nn.Module) -> nn.Module:
+    """The oLMM ELBO with the latent KL averaged over q(A): the torch fast path for the library's
+    own classes (:class:`ClosedFormELBOLoss`), else the loss derived from the model's traces
+    (:class:`CollapsedELBOLoss`). Both raise ``ValueError`` for the sLMM-VAE and the GSNN.
+    """
+    if is_library_pair(model, guide):
+        with local_params():
+            try:
+                return ClosedFormELBOLoss(model, guide)
+            except ValueError:
+                pass  # e.g. a prior with Pyro statements: only the traced loss keeps them
+    return CollapsedELBOLoss(model, guide)
+
+
+class CollapsedELBOLoss(ELBOLoss):
+    """Negative oLMM ELBO with the latent KL averaged over q(A), derived from the model (spec §2).
+
+    :class:`~pyro_lmmvae.training.collapsed_elbo.CollapsedLatentELBO` on the model and guide: the
+    same traces as Pyro's ``TraceMeanField_ELBO``, with ``E_q(A) KL(q(z_i) || N(eta_i, σ_z² I))``
+    at the latent site and ``E_q(A_f) KL(q(u_p | A_f) || p(u_p))`` at the random effects, both
+    read from the traced distributions. With one reparameterised ``z_i`` per row::
+
+        loss = (P/B) sum_i [ E_q(A) KL_i - log p(y_i | z_i) ]
+               + KL(q(A_f) || p(A_f)) + (P/B) sum_p E KL(q(u_p | .) || p(u_p))
+
+    Its expectation equals ``TraceMeanField_ELBO``'s; only the Monte Carlo noise of A is gone.
+    Every term comes from the model, so an edited or subclassed model, likelihood or prior
+    changes this loss as it changes Pyro's.
+
+    Parameters
+    ----------
+    model : OLMMModel
+        An oLMM (or CVAE / plain VAE) model trained with the ELBO.
+    guide : OLMMGuide
+        Its guide: the amortized encoder and q(A) (or no q(A) with point-estimate effects).
+    effect_kl : bool, default True
+        Include the global sites' KL terms (False: the per-row objective of held-out rows).
+
+    Raises
+    ------
+    ValueError
+        For the sLMM-VAE (A enters its likelihood through z_i = eta_i + eps_p, so there is no
+        latent KL to average) and the GSNN objective (no latent KL).
+    """
+
+    def __init__(self, model: nn.Module, guide: nn.Module, effect_kl: bool = True) -> None:
+        if getattr(model, "gsnn", False) or getattr(guide, "encoder", None) is None:
+            raise ValueError(
+                "kl='closed_form' is the oLMM ELBO's expected latent KL; the GSNN objective has "
+                "no latent KL (use local_reparam=True for its low-variance loss)"
+            )
+        if hasattr(guide, "offsets"):
+            raise ValueError(
+                "kl='closed_form' applies to the oLMM-VAE: in the sLMM-VAE the effects enter "
+                "the likelihood through z_i = eta_i + eps_p, so E_q(A) has no closed form; its "
+                "default loss already takes KL(q(eps_p) || p(eps_p)) analytically"
+            )
+        nn.Module.__init__(self)
+        self.elbo = CollapsedLatentELBO(effect_kl=effect_kl)(model, guide)
