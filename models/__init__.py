@@ -1,5 +1,12 @@
 """Generative models of the LMM-VAE family (installed as ``pyro_lmmvae.models``)."""
 
+if __name__ != "pyro_lmmvae.models":  # e.g. the repository root on sys.path (python -m pytest)
+    raise ImportError(
+        f"the generative models are the package pyro_lmmvae.models: import them as "
+        f"pyro_lmmvae.models, not as {__name__!r}"
+    )
+
+
 from .base import LATENT_SITE, OBJECTIVES, OBS_SITE, LatentLMMModel, LatentScale
 from .effects import (
     FIXED_SITE,

@@ -1,4 +1,8 @@
-"""Execute notebooks in place at full size, so that they carry their outputs and figures.
+"""Execute the notebooks' sources at full size and write the paired ``.ipynb`` with outputs.
+
+Each notebook's source is a jupytext percent script, ``NN_name.py`` (reviewable, diffable); its
+pair ``NN_name.ipynb`` holds the same cells with their outputs and figures, and is written only
+by this script (or by ``jupytext --sync`` after an edit in Jupyter, which keeps both in step).
 
     python notebooks/build.py                      # every notebook in this folder
     python notebooks/build.py 01_quickstart 03     # by name or name prefix
@@ -9,6 +13,7 @@ Each notebook runs in a fresh ``python3`` kernel whose working directory is this
 the default ``DATA_ROOT``, ``../../shared/data``, is the shared data folder next to the
 checkout), with ``PYRO_LMMVAE_NOTEBOOK_SMALL`` unset, and is written back atomically only if
 every cell ran. Needs the ``notebooks`` extra: ``pip install -e ".[notebooks]"``.
+``tests/test_notebooks.py`` runs every source at CI size and checks that each pair is in step.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import jupytext
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
@@ -28,9 +34,14 @@ HERE = Path(__file__).resolve().parent
 SMALL_FLAG = "PYRO_LMMVAE_NOTEBOOK_SMALL"
 
 
+def sources(folder: Path = HERE) -> list[Path]:
+    """The notebooks' percent-script sources of a folder, ``NN_name.py``, in order."""
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.py"))
+
+
 def find(names: list[str]) -> list[Path]:
-    """Notebooks of this folder matching the names or name prefixes (all without names)."""
-    notebooks = sorted(HERE.glob("*.ipynb"))
+    """Notebook sources of this folder matching the names or name prefixes (all without names)."""
+    notebooks = sources()
     if not names:
         return notebooks
     chosen = []
@@ -47,8 +58,8 @@ def find(names: list[str]) -> list[Path]:
 
 
 def execute(path: Path, small: bool, timeout: int) -> nbformat.NotebookNode:
-    """Run the notebook in a fresh kernel (cwd: this folder); raise on the first failing cell."""
-    nb = nbformat.read(path, as_version=4)
+    """Run the source in a fresh kernel (cwd: this folder); raise on the first failing cell."""
+    nb = jupytext.read(path)
     client = NotebookClient(
         nb,
         timeout=timeout,
@@ -106,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.small:
             print(f"{path.name}: ran at CI size in {seconds:.0f} s (not written)")
         else:
-            write_atomic(nb, path)
-            print(f"{path.name}: executed in {seconds:.0f} s, written")
+            write_atomic(nb, path.with_suffix(".ipynb"))
+            print(f"{path.stem}.ipynb: executed in {seconds:.0f} s, written")
     return 1 if failed else 0
 
 

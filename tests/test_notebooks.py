@@ -1,5 +1,8 @@
 """Every notebook in notebooks/ runs top to bottom at CI size (``PYRO_LMMVAE_NOTEBOOK_SMALL=1``).
 
+The sources are jupytext percent scripts (``NN_name.py``), each paired with an executed
+``NN_name.ipynb`` whose cells must be the same (so the outputs shown belong to the source).
+
 Each notebook runs in a fresh ``python3`` kernel whose working directory is a temporary folder
 (the executed copy is written there). The kernel inherits the environment set here: the SMALL
 flag, ``PYRO_LMMVAE_DATA`` (the shared data folder ``../shared/data`` when it exists, otherwise
@@ -15,12 +18,13 @@ from pathlib import Path
 import pytest
 from raw_files import write_tiny_mnist, write_tiny_physionet
 
+jupytext = pytest.importorskip("jupytext")
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 CellExecutionError = pytest.importorskip("nbclient.exceptions").CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CELL_TIMEOUT_S = 600
 
@@ -37,12 +41,24 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def test_notebooks_found():
-    assert len(NOTEBOOKS) >= 3, f"no notebooks in {ROOT / 'notebooks'}"
+    assert len(NOTEBOOKS) >= 3, f"no notebook sources in {ROOT / 'notebooks'}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_executed_notebook_is_in_step_with_its_source(path: Path):
+    """The .ipynb holds the source's cells (run ``python notebooks/build.py`` after an edit)."""
+    source = jupytext.read(path)
+    executed = nbformat.read(path.with_suffix(".ipynb"), as_version=4)
+    cells = [(c.cell_type, c.source.strip()) for c in source.cells]
+    assert cells == [(c.cell_type, c.source.strip()) for c in executed.cells], path.stem
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    assert all(c.get("outputs") is not None for c in code)
+    assert any(c.outputs for c in code), f"{path.stem}.ipynb holds no outputs: run build.py"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path: Path, tmp_path: Path, data_root: Path, monkeypatch):
-    nb = nbformat.read(path, as_version=4)
+    nb = jupytext.read(path)
     first_code = next(cell for cell in nb.cells if cell.cell_type == "code")
     assert "parameters" in first_code.metadata.get("tags", []), (
         f"{path.name}: the first code cell must be tagged 'parameters'"
@@ -64,4 +80,4 @@ def test_notebook_runs(path: Path, tmp_path: Path, data_root: Path, monkeypatch)
     except CellExecutionError as err:
         pytest.fail(f"{path.name} failed at CI size:\n{err}", pytrace=False)
     finally:
-        nbformat.write(nb, tmp_path / path.name)  # the executed copy, for a look after a failure
+        nbformat.write(nb, tmp_path / f"{path.stem}.ipynb")  # the executed copy, for a look
