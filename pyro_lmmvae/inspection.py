@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-import pyro
 import torch
 import xarray as xr
 from pyro import poutine
+from pyro.infer import Predictive
 from pyro.poutine.util import site_is_subsample
 
 from pyro_lmmvae.models import MixedEffects
@@ -353,20 +353,19 @@ def _prior_trajectories(model: LMMVAE, batch, num_draws: int, seed: int) -> dict
     cuda = _cuda_devices(batch.x.device)
     with torch.random.fork_rng(devices=cuda), local_params(), torch.no_grad():
         torch.manual_seed(seed)
-        probe = poutine.trace(effects).get_trace(batch)
-        hierarchical = _samples_hyper_sites(probe)
-        if hierarchical:
-            traces = [probe] + [
-                poutine.trace(effects).get_trace(batch) for _ in range(num_draws - 1)
-            ]
-        else:
-            torch.manual_seed(seed)
-            with pyro.plate("_prior_draws", num_draws, dim=-3):
-                traces = [poutine.trace(effects).get_trace(batch)]
+        hierarchical = _samples_hyper_sites(poutine.trace(effects).get_trace(batch))
+        torch.manual_seed(seed)
+        # one vectorized run, or one run per draw for a prior written for a single draw
+        predictive = Predictive(
+            effects,
+            num_samples=num_draws,
+            parallel=not hierarchical,
+            return_sites=[s for s, n in ((FIXED_SITE, effects.n_fixed), (RANDOM_SITE, 1)) if n],
+        )
+        samples = predictive(batch)
 
     def stacked(site: str, shape: tuple[int, ...]) -> torch.Tensor:
-        values = [tr.nodes[site]["value"].detach().cpu() for tr in traces]
-        return torch.stack(values).reshape(num_draws, *shape)
+        return samples[site].detach().cpu().reshape(num_draws, *shape)
 
     fixed = random = None
     if effects.n_fixed:
