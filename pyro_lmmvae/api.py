@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +14,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from pyro_lmmvae import arviz_compat, inspection, legacy, metrics, persistence
+from pyro_lmmvae import arviz_compat, fitting, inspection, legacy, metrics, persistence
 from pyro_lmmvae.data import (
     Batch,
     InstanceBatcher,
@@ -24,22 +23,15 @@ from pyro_lmmvae.data import (
 )
 from pyro_lmmvae.design import Design, DesignMatrices, UnseenPolicy
 from pyro_lmmvae.effects import effects_inference_data
+from pyro_lmmvae.fitting import MAX_LOCAL_LR  # noqa: F401 (documented here: fit's local_lr)
 from pyro_lmmvae.models import Likelihood
 from pyro_lmmvae.priors import EffectPrior
-from pyro_lmmvae.training.checkpoint import (
-    CHECKPOINT_KEY,
-    TrainingState,
-    read_checkpoint,
-    write_checkpoint,
-)
-from pyro_lmmvae.training.loop import NonFiniteLossError, TrainingHistory, train
+from pyro_lmmvae.training.loop import TrainingHistory
 from pyro_lmmvae.variants import VARIANTS, Objective, Variant, VariantOptions, build_pair
 
 PriorSpec = EffectPrior | dist.TorchDistribution | str | None
 IDENTITY_NOISE = 0.01
 """Fixed likelihood noise of ``network="identity"``: z is y up to this; sigma_z the residual."""
-MAX_LOCAL_LR = 0.1
-"""Cap of the default ``local_lr``: Adam steps of a random effect of order one stay small."""
 Selection = Literal["objective", "prediction_mse"]
 PredictUnseen = Literal["error", "prior", "context"]
 KLEstimator = Literal["auto", "closed_form", "trace_mean_field"]
@@ -442,148 +434,27 @@ class LMMVAE:
             When the loss becomes NaN or infinite; the message names the epoch, the step and
             the non-finite parameters and sample sites, and the last checkpoint written.
         """
-        _check_fit_arguments(
+        fitting.fit(
+            self,
             max_epochs=max_epochs,
             batch_size=batch_size,
             lr=lr,
             effects_lr=effects_lr,
             lr_decay=lr_decay,
             local_lr=local_lr,
+            validation=validation,
+            select=select,
             patience=patience,
             clip_norm=clip_norm,
+            device=device,
+            progress=progress,
+            seed=seed,
+            kl=kl,
+            sparse_updates=sparse_updates,
+            checkpoint=checkpoint,
+            resume=resume,
         )
-        if select not in ("objective", "prediction_mse"):
-            raise ValueError(f"select must be 'objective' or 'prediction_mse', got {select!r}")
-        device = torch.device(device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("device='cuda' was requested but torch.cuda.is_available() is False")
-        kl = self._kl_estimator(kl)
-        settings = {
-            "batch_size": batch_size,
-            "lr": lr,
-            "effects_lr": effects_lr,
-            "lr_decay": lr_decay,
-            "local_lr": local_lr,
-            "validation": validation if isinstance(validation, float | None) else "given rows",
-            "select": select,
-            "patience": patience,
-            "clip_norm": clip_norm,
-            "seed": seed,
-            "kl": kl,
-            "sparse_updates": sparse_updates,
-        }
-        resume_state = self._resume_state(checkpoint, settings) if resume else None
-        self._attach_hyperparameter_guide()  # a prior swapped since construction may need one
-        train_rows, val_tensors = self._split(validation, seed, device)
-        self.to(device)
-        train_tensors = self._row_subset(train_rows, device)
-        cuda = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
-            generator = torch.Generator().manual_seed(seed)
-            batcher = InstanceBatcher(train_tensors, batch_size, generator)
-            if local_lr is None:
-                local_lr = min(effects_lr * len(batcher), MAX_LOCAL_LR)
-            validate = None
-            if val_tensors is not None:
-                validate = self._validator(val_tensors, train_tensors, select, seed)
-            writer = _CheckpointWriter(self, checkpoint, settings) if checkpoint else None
-            try:
-                self.history = train(
-                    self.pair.loss_module(kl=kl),
-                    batcher,
-                    n_rows=len(train_tensors),
-                    max_epochs=max_epochs,
-                    lr=lr,
-                    lr_decay=lr_decay,
-                    local_lr=local_lr,
-                    effects_lr=effects_lr,
-                    n_val_rows=len(val_tensors) if val_tensors is not None else None,
-                    clip_norm=clip_norm,
-                    validate=validate,
-                    patience=patience,
-                    progress=progress,
-                    sparse_updates=sparse_updates,
-                    on_epoch_end=writer,
-                    resume=resume_state,
-                )
-            except NonFiniteLossError as err:
-                if writer is None:
-                    raise
-                raise NonFiniteLossError(f"{err} {writer.describe()}") from err
         return self
-
-    def _resume_state(self, checkpoint, settings: dict) -> TrainingState | None:
-        """The training state to resume from, after checking it belongs to this fit."""
-        if checkpoint is None:
-            raise ValueError("resume=True needs checkpoint=: the file to resume from")
-        if not Path(checkpoint).exists():
-            return None
-        payload = read_checkpoint(checkpoint)
-        if payload["options"] != asdict(self.options):
-            raise ValueError(f"{checkpoint} is a checkpoint of another model; cannot resume")
-        if payload["design"]["formula"] != self.design.formula:
-            raise ValueError(
-                f"{checkpoint} was written for the formula {payload['design']['formula']!r}, "
-                f"not {self.design.formula!r}; cannot resume"
-            )
-        saved = payload.get("fit_settings", {})
-        differ = sorted(k for k in settings if saved.get(k) != settings[k])
-        if differ:
-            pairs = ", ".join(f"{k}={saved.get(k)!r} (now {settings[k]!r})" for k in differ)
-            raise ValueError(f"{checkpoint} was written by a fit with other settings: {pairs}")
-        return payload[CHECKPOINT_KEY]
-
-    def _validator(
-        self, val_tensors: LongitudinalTensors, train_tensors: LongitudinalTensors, select, seed
-    ):
-        chunks = val_tensors.chunks()
-        n_rows = len(val_tensors)
-        if select == "objective":
-
-            def validate() -> float:
-                with torch.no_grad():
-                    g = torch.Generator().manual_seed(seed)
-                    total = sum(
-                        float(self.pair.validation_objective(chunk, g)) * chunk.n_rows
-                        for chunk in chunks
-                    )
-                    return total / n_rows
-
-            return validate
-
-        def validate_mse() -> float:
-            with torch.no_grad():
-                offsets = self._offset_table(train_tensors)
-                total = 0.0
-                for chunk in chunks:
-                    pred = self.pair.predict(chunk, self._row_offsets(offsets, chunk))
-                    mask = chunk.mask.to(pred.dtype)
-                    row_mse = ((pred - chunk.y).square() * mask).sum(-1) / mask.sum(-1)
-                    total += float(row_mse.sum())
-                return total / n_rows
-
-        return validate_mse
-
-    def _split(self, validation, seed: int, device: torch.device):
-        n = len(self._data)
-        if validation is None:
-            return np.arange(n), None
-        if isinstance(validation, float):
-            if not 0.0 < validation < 1.0:
-                raise ValueError(f"validation fraction must be in (0, 1), got {validation}")
-            rng = np.random.default_rng(seed)
-            perm = rng.permutation(n)
-            n_val = int(round(validation * n))
-            val_rows, train_rows = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-            val = self._row_subset(val_rows, device)
-            return train_rows, val
-        if isinstance(validation, tuple) and len(validation) in (2, 3):
-            data, y, *rest = validation
-            mask = rest[0] if rest else None
-            self.device = device
-            return np.arange(n), self.tensors(data, y, mask)
-        raise TypeError("validation must be a fraction, a (data, y, mask) tuple or None")
 
     def _row_subset(self, rows: np.ndarray, device: torch.device) -> LongitudinalTensors:
         data = self._data.iloc[rows]
@@ -1031,32 +902,6 @@ class LMMVAE:
         )
 
 
-class _CheckpointWriter:
-    """Writes the estimator and the training state of a fit after every epoch."""
-
-    def __init__(self, estimator: LMMVAE, path: str | Path, settings: dict) -> None:
-        self.estimator = estimator
-        self.path = Path(path)
-        self.settings = settings
-        self.epoch: int | None = None
-
-    def __call__(self, state: TrainingState) -> None:
-        payload = persistence.estimator_payload(self.estimator)
-        payload["history"] = state.history
-        payload["fit_settings"] = self.settings
-        write_checkpoint(self.path, payload, state)
-        self.epoch = state.epoch
-
-    def describe(self) -> str:
-        """Which checkpoint survives a failed step."""
-        if self.epoch is None:
-            return f"No checkpoint was written to {self.path} in this fit."
-        return (
-            f"The checkpoint {self.path} is intact: it holds the state after {self.epoch} "
-            "completed epoch(s)."
-        )
-
-
 def _check_unit_scale(y, mask) -> None:
     """Warn when the identity network meets observations far from unit scale."""
     values = np.asarray(y, dtype=float)
@@ -1070,49 +915,6 @@ def _check_unit_scale(y, mask) -> None:
             UserWarning,
             stacklevel=3,
         )
-
-
-def _check_fit_arguments(**values) -> None:
-    """One-line errors for fit() arguments out of range, before anything is trained."""
-    rules = {
-        "max_epochs": (
-            "an integer >= 1, or None (until converged)",
-            lambda v: v is None or _int(v) and v >= 1,
-        ),
-        "batch_size": ("an integer >= 1 (instances per batch)", lambda v: _int(v) and v >= 1),
-        "lr": ("a positive number (Adam's step size of the networks)", lambda v: _pos(v)),
-        "effects_lr": ("a positive number (Adam's step size of the latent LMM)", lambda v: _pos(v)),
-        "lr_decay": ("a number in (0, 1] (1: no decay)", lambda v: _num(v) and 0 < v <= 1),
-        "local_lr": (
-            "a number >= 0 (0 freezes the random effects), or None",
-            lambda v: v is None or _num(v) and v >= 0,
-        ),
-        "patience": (
-            "an integer >= 1 (epochs without improvement), or None",
-            lambda v: v is None or _int(v) and v >= 1,
-        ),
-        "clip_norm": ("a positive number, or None", lambda v: v is None or _pos(v)),
-    }
-    for name, value in values.items():
-        what, ok = rules[name]
-        if not ok(value):
-            raise ValueError(f"fit({name}={value!r}): {name} must be {what}")
-
-
-def _int(value) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _num(value) -> bool:
-    return (
-        isinstance(value, int | float | np.number)
-        and not isinstance(value, bool)
-        and np.isfinite(value)
-    )
-
-
-def _pos(value) -> bool:
-    return _num(value) and value > 0
 
 
 def _check_likelihood_support(likelihood, y: np.ndarray, mask: np.ndarray) -> None:
