@@ -14,7 +14,7 @@ LMM-VAE with SE-scaled Fourier features), this script
    ``--latent-dim``;
 2. fits it with :meth:`LMMVAE.fit` (validation rows, best-weights selection, the harness's
    optimiser settings) and times every epoch between the training loop's ``on_epoch_end``
-   callbacks (``fit`` does not expose them: :func:`pyro_lmmvae.api.train` is wrapped for the
+   callbacks (``fit`` does not expose them: :func:`pyro_lmmvae.fitting.train` is wrapped for the
    duration of the fit), separating the validation pass from the training steps;
 3. stops at ``--epochs`` epochs, or, with ``--budget-seconds``, after the last epoch that fits
    in that wall-clock budget (fit set-up included), keeping the best-validation weights;
@@ -55,7 +55,7 @@ import torch
 
 import pyro_lmmvae
 from benchmarks.machine import cpu_model
-from pyro_lmmvae import LMMVAE, api, metrics
+from pyro_lmmvae import LMMVAE, fitting, metrics
 from pyro_lmmvae.datasets import LongitudinalDataset, make_health_mnist
 from pyro_lmmvae.io import write_text_atomic
 from pyro_lmmvae.training.loop import TrainingHistory
@@ -240,13 +240,13 @@ class _BudgetReached(Exception):
 def epoch_clock(clock: EpochClock, budget: float | None, min_epochs: int) -> Iterator[None]:
     """Time the epochs of the :meth:`LMMVAE.fit` calls inside the block.
 
-    :meth:`LMMVAE.fit` calls ``pyro_lmmvae.api.train``; the block replaces it by a wrapper that
+    :meth:`LMMVAE.fit` calls ``pyro_lmmvae.fitting.train``; the block replaces it by a wrapper that
     adds an ``on_epoch_end`` mark (composed with fit's own callback), times ``validate``, and,
     with a ``budget`` (seconds since ``clock.fit_start``), stops after the last epoch whose
     successor would overrun it (at least ``min_epochs``), restoring the best-validation
     weights as the loop itself does at its end.
     """
-    original = api.train
+    original = fitting.train
 
     def timed_train(loss, batcher, **kwargs):
         validate = kwargs.get("validate")
@@ -288,11 +288,11 @@ def epoch_clock(clock: EpochClock, budget: float | None, min_epochs: int) -> Ite
             loss.load_state_dict(best)
             return TrainingHistory.from_dict(state.history)
 
-    api.train = timed_train
+    fitting.train = timed_train
     try:
         yield
     finally:
-        api.train = original
+        fitting.train = original
 
 
 # ----------------------------------------------------------------------------- runs
@@ -334,7 +334,7 @@ def run_variant(variant: str, args, config: dict, splits: Splits) -> tuple[dict,
     clock.fit_end = time.perf_counter()
     if not clock.epoch_ends:
         raise RuntimeError(
-            "no epoch was timed: LMMVAE.fit no longer calls pyro_lmmvae.api.train; "
+            "no epoch was timed: LMMVAE.fit no longer calls pyro_lmmvae.fitting.train; "
             "update benchmarks/epoch_time.py"
         )
     begin = time.perf_counter()

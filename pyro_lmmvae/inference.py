@@ -28,11 +28,13 @@ from pyro_lmmvae.guides import HyperparameterGuide, hyperparameter_sites
 from pyro_lmmvae.models import LatentLMMModel, SLMMModel
 from pyro_lmmvae.objectives import expected_latent_kl, normal_kl
 from pyro_lmmvae.pyro_module import local_params
+from pyro_lmmvae.training.collapsed_elbo import CollapsedLatentELBO
 from pyro_lmmvae.training.loss import (
     KL_ESTIMATORS,
     ELBOLoss,
     LocalReparamGSNNLoss,
     closed_form_loss,
+    is_library_pair,
 )
 from pyro_lmmvae.training.optim import instance_tables
 
@@ -227,7 +229,26 @@ class VariationalPair(nn.Module):
 
         Effect-prior KLs are left out, so the value compares across data sets of any size. The
         Monte Carlo draws come from ``generator`` (common random numbers across epochs).
+
+        For an oLMM ELBO whose model, guide or priors are not the library's own classes, the
+        value is read from the model's traces (``CollapsedLatentELBO(effect_kl=False)``, seeded
+        from ``generator``), so what the model adds (a factor, another likelihood) counts; rows
+        of instances unseen in training (no q(u_p)) keep the closed form.
         """
+        traced = (
+            not self.gsnn
+            and not self.per_instance_noise
+            and not is_library_pair(self.model, self.guide)
+            and bool((batch.instances >= 0).all())
+        )
+        if traced:
+            seed = generator.initial_seed() if generator is not None else 0
+            devices = [batch.y.device.index or 0] if batch.y.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices), local_params():
+                torch.manual_seed(seed)
+                elbo = CollapsedLatentELBO(effect_kl=False)
+                value = elbo.differentiable_loss(self.model, self.guide, batch)
+            return value / (batch.scale * batch.n_rows)
 
         def noise(*shape: int) -> torch.Tensor:
             draw = torch.randn(shape, generator=generator, dtype=batch.y.dtype)

@@ -148,3 +148,26 @@ def test_speed_benchmark_reports_every_estimator():
         assert all(math.isfinite(v) and v > 0 for v in r["ms"].values())
         assert r["ratio"]["torch closed form"] == 1.0
     assert markdown(results).count("\n") == len(results) + 1
+
+
+def test_validation_objective_of_a_subclassed_model_is_read_from_its_traces():
+    """The per-row validation objective sees what a user's model adds (here a factor)."""
+    from pyro_lmmvae.inference import VariationalPair
+
+    model, guide, batch = _pair(structured=False)
+    plain = VariationalPair(_as(model, SubclassedOnly), guide)
+    edited = VariationalPair(_as(model, PenalisedModel), guide)
+    library = VariationalPair(model, guide)
+    with torch.no_grad():
+        values = [
+            float(pair.validation_objective(batch, torch.Generator().manual_seed(7)))
+            for pair in (plain, edited, library)
+        ]
+    penalty = 2.5 / (batch.scale * batch.n_rows)
+    assert values[1] - values[0] == pytest.approx(penalty, rel=1e-6)
+    # the library's own model keeps the torch closed form: the same objective, other draws
+    assert abs(values[2] - values[0]) < 0.5 * abs(values[0])
+
+
+class SubclassedOnly(OLMMModel):
+    """A subclass that changes nothing: the traced path, same objective as the library's."""

@@ -10,7 +10,7 @@ import torch
 from raw_files import write_tiny_mnist
 
 from benchmarks import epoch_time
-from pyro_lmmvae import api
+from pyro_lmmvae import fitting
 from pyro_lmmvae.training import loop
 
 TIMES = [
@@ -85,7 +85,7 @@ def test_cli_writes_epoch_times_and_mse(tiny_root, tmp_path, one_thread):
         "epoch_time.md",
         "epochs.csv",
     ]
-    assert api.train is loop.train  # the timing wrapper is removed again
+    assert fitting.train is loop.train  # the timing wrapper is removed again
 
 
 def test_budget_stops_fit_and_keeps_best_weights(tiny_root, tmp_path, one_thread):
