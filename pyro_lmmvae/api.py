@@ -355,6 +355,7 @@ class LMMVAE:
         sparse_updates: bool = True,
         checkpoint: str | Path | None = None,
         resume: bool = False,
+        threads: int | None = None,
     ) -> LMMVAE:
         """Train by stochastic variational inference (ELBO or GSNN objective, see ``kl``).
 
@@ -422,6 +423,12 @@ class LMMVAE:
             Continue from ``checkpoint`` if that file exists (otherwise start afresh): the fit
             then reproduces the uninterrupted run exactly, up to ``max_epochs`` epochs in all.
             The other arguments must be those of the interrupted fit.
+        threads : int, optional
+            Intra-op CPU threads of torch during the fit (restored afterwards). By default one
+            thread for small networks (MLPs, the identity network: a second thread only waits
+            on the first, and on a shared CPU it waits much longer), and torch's own setting for
+            convolutional or large (at least a million parameters) networks
+            (:func:`~pyro_lmmvae.fitting.choose_threads`).
 
         Returns
         -------
@@ -453,6 +460,7 @@ class LMMVAE:
             sparse_updates=sparse_updates,
             checkpoint=checkpoint,
             resume=resume,
+            threads=threads,
         )
         return self
 

@@ -8,6 +8,8 @@ estimator (:class:`~pyro_lmmvae.LMMVAE`) keeps the public signature and document
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -48,8 +50,89 @@ def fit(
     sparse_updates,
     checkpoint,
     resume,
+    threads=None,
 ) -> None:
     """Fit ``estimator`` in place; the arguments are those of :meth:`~pyro_lmmvae.LMMVAE.fit`."""
+    if threads is not None and not (_int(threads) and threads >= 1):
+        raise ValueError(f"fit(threads={threads!r}): threads must be an integer >= 1, or None")
+    with intra_op_threads(choose_threads(estimator, threads)):
+        _fit(
+            estimator,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            effects_lr=effects_lr,
+            lr_decay=lr_decay,
+            local_lr=local_lr,
+            validation=validation,
+            select=select,
+            patience=patience,
+            clip_norm=clip_norm,
+            device=device,
+            progress=progress,
+            seed=seed,
+            kl=kl,
+            sparse_updates=sparse_updates,
+            checkpoint=checkpoint,
+            resume=resume,
+        )
+
+
+LARGE_NETWORK = 1_000_000
+"""Parameters of encoder and decoder from which a fit keeps torch's own thread count."""
+
+
+def choose_threads(estimator, threads: int | None = None) -> int:
+    """Intra-op threads for a fit: ``threads`` if given, else by the size of the networks.
+
+    Small networks (MLPs, the identity network) get one thread: their per-step kernels are too
+    small for a second thread to pay, and on a shared CPU the threads wait on each other.
+    Convolutional networks, or networks of at least :data:`LARGE_NETWORK` parameters, keep
+    ``torch.get_num_threads()``.
+    """
+    if threads is not None:
+        return int(threads)
+    networks = [getattr(estimator.pair.guide, "encoder", None), estimator.pair.model.decoder]
+    modules = [m for net in networks if net is not None for m in net.modules()]
+    size = sum(p.numel() for net in networks if net is not None for p in net.parameters())
+    convolutional = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in modules)
+    if convolutional or size >= LARGE_NETWORK:
+        return torch.get_num_threads()
+    return 1
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int) -> Iterator[None]:
+    """Set torch's intra-op thread count inside the block; restore the caller's afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit(
+    estimator,
+    *,
+    max_epochs,
+    batch_size,
+    lr,
+    effects_lr,
+    lr_decay,
+    local_lr,
+    validation,
+    select,
+    patience,
+    clip_norm,
+    device,
+    progress,
+    seed,
+    kl,
+    sparse_updates,
+    checkpoint,
+    resume,
+) -> None:
     check_fit_arguments(
         max_epochs=max_epochs,
         batch_size=batch_size,
