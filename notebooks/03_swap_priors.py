@@ -164,11 +164,13 @@ priors = {
 # registers the pair, and otherwise falls back to a one-draw Monte Carlo estimate
 # $\log q(a) - \log p(a)$ (unbiased, but noisy). We ask the registry directly.
 #
-# `fit(kl="auto")` goes one step further for the oLMM-VAE: it uses `ClosedFormELBOLoss`, which
-# also takes the expectation of the *latent* KL over q(A) in closed form (no draw of A), as long
-# as no prior samples hyper-parameters of its own (`is_hierarchical`); its effect-prior KLs use the
-# same registry, with a one-draw estimate where no KL is registered. Otherwise `fit` uses
-# `TraceMeanField_ELBO`. `type(m.loss_module()).__name__` tells which.
+# `fit(kl="auto")` goes one step further for the oLMM-VAE: it also takes the expectation of the
+# *latent* KL over q(A) in closed form (no draw of A). For the library's own priors this is
+# `ClosedFormELBOLoss`, written in torch; for a prior of your own (or one that records Pyro
+# statements, like the two horseshoes below) it is `CollapsedELBOLoss`, the same objective read
+# from the model's traces, so whatever the prior adds to the model is in the loss. Effect-prior
+# KLs use the same registry, with a one-draw estimate where no KL is registered.
+# `type(m.loss_module()).__name__` tells which.
 
 # %%
 warnings.filterwarnings("ignore", message="trying to observe a value outside of inference")
@@ -212,14 +214,13 @@ kl_table
 # * **Normal and Laplace** have a registered KL against the Normal guide: analytic in both losses.
 # * **Student-t** has none: its fixed-effect KL is a one-draw estimate in either loss.
 # * **Horseshoe, MAP scales**: the prior *given its parameters* is a Normal, so the KL is
-#   analytic. But its `pyro.factor` term only exists inside a Pyro trace, and
-#   `ClosedFormELBOLoss` calls the prior directly, so it would drop the half-Cauchy log-prior of
-#   the scales. `kl="auto"` therefore takes `TraceMeanField_ELBO` (`ELBOLoss`) for any prior that
-#   records a Pyro statement of its own, and `kl="closed_form"` refuses it with an error.
-# * **Horseshoe, hierarchical**: `is_hierarchical` is true, so `kl="auto"` falls back to
-#   `TraceMeanField_ELBO`, whose KL given a draw of $\tau$ is analytic (Normal–Normal). The
-#   other sites are always analytic: `random_effects` (Normal priors here) and the latent `z`
-#   (Normal given the effects).
+#   analytic. Its `pyro.factor` term only exists inside a Pyro trace, which is why `kl="auto"`
+#   reads the loss from the traces (`CollapsedELBOLoss`): the half-Cauchy log-prior of the scales
+#   is in it (a torch loss that called the prior directly would drop it).
+# * **Horseshoe, hierarchical**: `is_hierarchical` is true; the traced loss takes the KL of
+#   $\tau$ from its guide (an `AutoNormal` factor) and the effects' KL given a draw of $\tau$
+#   analytically (Normal–Normal). The other sites are always analytic: `random_effects` (Normal
+#   priors here) and the latent `z` (its expectation over q(A)).
 #
 # To compare like with like, every model below is trained with the same estimator,
 # `kl="trace_mean_field"` (Pyro's `TraceMeanField_ELBO`), from the same initial weights and with
