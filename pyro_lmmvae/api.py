@@ -478,7 +478,7 @@ class LMMVAE:
 
     def fit_lightning(
         self,
-        max_epochs: int = 200,
+        max_epochs: int | None = None,
         batch_size: int = 32,
         *,
         accelerator: str = "auto",
@@ -488,14 +488,16 @@ class LMMVAE:
     ) -> LMMVAE:
         """Train with a PyTorch Lightning trainer, e.g. data-parallel (DDP) on several devices.
 
-        Needs the ``lightning`` extra (``pip install "pyro_lmmvae[lightning]"``). Trains on all
-        training rows, without validation, early stopping or best-weights selection (the last
-        epoch's weights are kept), with Adam and a per-epoch exponential learning-rate decay
-        as in :meth:`fit`. See :mod:`pyro_lmmvae.training.lightning`.
+        Needs the ``lightning`` extra (``pip install "pyro_lmmvae[lightning]"``). The same
+        objective, optimizer groups, convergence rule, validation, early stopping and
+        best-weights selection as :meth:`fit`; what differs: no checkpoints or resume (use
+        Lightning's ``ModelCheckpoint``), and the instance tables get dense gradients. See
+        :mod:`pyro_lmmvae.training.lightning`.
 
         Parameters
         ----------
-        max_epochs : int, default 200
+        max_epochs : int, optional
+            By default until the objective converges (at most 1,000 epochs), as in :meth:`fit`.
         batch_size : int, default 32
             Instances per batch *per process*: under DDP with W processes a step uses
             ``W * batch_size`` instances, and its averaged gradient equals the one-process
@@ -508,7 +510,8 @@ class LMMVAE:
             process, so call it from a script, not from an interactive session.
         **kwargs
             Passed to :func:`~pyro_lmmvae.training.lightning.fit_lightning`: ``lr``,
-            ``lr_decay``, ``local_lr``, ``seed`` (instance order and Monte Carlo draws),
+            ``lr_decay``, ``local_lr``, ``validation``, ``select``, ``patience`` (as in
+            :meth:`fit`), ``seed`` (instance order and Monte Carlo draws),
             ``num_nodes``, ``kl`` (as in :meth:`loss_module`), ``progress`` (default False),
             ``optimizer``, and any :class:`lightning.Trainer` argument (``callbacks``,
             ``logger``, ``precision``, ...).

@@ -90,6 +90,26 @@ def test_single_process_fit_trains_and_is_reproducible(isolated_pyro, synthetic)
     assert again.history.train_loss == h.train_loss
 
 
+def test_validation_early_stopping_and_best_weights_as_in_fit(isolated_pyro, synthetic):
+    """fit_lightning holds out rows, stops by patience or convergence, keeps the best weights."""
+    from pyro_lmmvae import fitting
+
+    model = small_model(synthetic)
+    model.fit_lightning(
+        batch_size=4, accelerator="cpu", lr=1e-2, validation=0.25, patience=3, seed=0
+    )
+    h = model.history
+    assert h.stop_reason in ("patience", "converged")
+    assert len(h.val_loss) == len(h.train_loss) >= 4
+    assert h.best_epoch == min(range(len(h.val_loss)), key=h.val_loss.__getitem__)
+    if h.stop_reason == "patience":
+        assert h.best_epoch == len(h.val_loss) - 4  # three epochs without improvement
+    cpu = torch.device("cpu")
+    train_rows, val_rows = fitting.split(model, 0.25, 0, cpu)
+    score = fitting.validator(model, val_rows, model._row_subset(train_rows, cpu), "objective", 0)
+    assert score() == pytest.approx(h.best_val_loss, rel=1e-6)  # the kept weights are the best
+
+
 def test_import_does_not_import_lightning():
     code = "import sys, pyro_lmmvae; assert 'lightning' not in sys.modules, 'imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)

@@ -47,6 +47,7 @@ Scope
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import math
@@ -61,7 +62,14 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from pyro_lmmvae.data import Batch, InstanceBatcher, LongitudinalTensors
-from pyro_lmmvae.training.loop import NonFiniteLossError, TrainingHistory, nonfinite_message
+from pyro_lmmvae.training.convergence import Convergence
+from pyro_lmmvae.training.loop import (
+    EPOCH_CAP,
+    ConvergenceWarning,
+    NonFiniteLossError,
+    TrainingHistory,
+    nonfinite_message,
+)
 from pyro_lmmvae.training.optim import instance_tables, statistical_parameters
 
 __all__ = [
@@ -222,6 +230,10 @@ class LMMVAELightningModule(L.LightningModule):
         local_lr: float | None = None,
         optimizer: OptimizerFactory = torch.optim.Adam,
         seed: int | None = None,
+        validation: Callable[[torch.device], Callable[[], float]] | None = None,
+        n_val_rows: int | None = None,
+        patience: int | None = None,
+        until_converged: bool = False,
     ) -> None:
         super().__init__()
         if n_rows is None:
@@ -240,6 +252,15 @@ class LMMVAELightningModule(L.LightningModule):
         self.history = TrainingHistory()
         self._epoch_total: torch.Tensor | None = None
         self._epoch_lr = math.nan
+        self.validation = validation
+        self.n_val_rows = n_val_rows
+        self.patience = patience
+        self.until_converged = until_converged
+        self._validate: Callable[[], float] | None = None
+        self._rule: Convergence | None = None
+        self._best_state: dict | None = None
+        self._best_val = math.inf
+        self._stale = 0
 
     # ------------------------------------------------------------------ setup
     def on_fit_start(self) -> None:
@@ -251,6 +272,14 @@ class LMMVAELightningModule(L.LightningModule):
             )
         if self.seed is not None:
             torch.manual_seed(self.seed + self.global_rank)
+
+    def on_train_start(self) -> None:
+        if self.validation is not None:
+            self._validate = self.validation(self.device)
+        monitored_rows = self.n_val_rows if self.validation is not None else self.n_rows
+        steps = self.trainer.num_training_batches
+        steps = steps if isinstance(steps, int) and steps > 0 else 1
+        self._rule = Convergence(n_rows=monitored_rows or self.n_rows, steps_per_epoch=steps)
 
     def train_dataloader(self) -> DataLoader:
         """This process's loader of :attr:`data` (rank and world size from the trainer)."""
@@ -356,11 +385,36 @@ class LMMVAELightningModule(L.LightningModule):
         epoch_loss = float(total[0] / total[1]) if float(total[1]) > 0 else math.nan
         self.history.train_loss.append(epoch_loss)
         self.history.lr.append(self._epoch_lr)
-        self.history.best_epoch = len(self.history.train_loss) - 1
         # (already summed over the processes: the same on every rank, so syncing changes nothing
         # but avoids Lightning's warning about unsynced epoch-level values)
         self.log("train_loss_epoch", epoch_loss, prog_bar=True, sync_dist=True)
         self._epoch_total = None
+        history = self.history
+        if self._validate is not None:  # every rank: the weights are the same on all of them
+            val = float(self._validate())
+            history.val_loss.append(val)
+            self.log("val_objective", val, prog_bar=True, sync_dist=True)
+            if val < self._best_val:
+                self._best_val, self._stale = val, 0
+                history.best_epoch = len(history.val_loss) - 1
+                self._best_state = copy.deepcopy(self.loss.state_dict())
+            else:
+                self._stale += 1
+        else:
+            history.best_epoch = len(history.train_loss) - 1
+        monitored = history.val_loss if self._validate is not None else history.train_loss
+        if self.patience is not None and self._stale >= self.patience:
+            history.stop_reason = "patience"
+            self.trainer.should_stop = True
+        elif self.until_converged and self._rule is not None and self._rule.converged(monitored):
+            history.stop_reason = "converged"
+            self.trainer.should_stop = True
+
+    def on_fit_end(self) -> None:
+        if not self.history.stop_reason:
+            self.history.stop_reason = "epoch_cap" if self.until_converged else "max_epochs"
+        if self._best_state is not None:  # the weights of the best validation epoch
+            self.loss.load_state_dict(self._best_state)
 
 
 # ---------------------------------------------------------------------- entry point
@@ -394,7 +448,7 @@ def _quiet_lightning(quiet: bool) -> Iterator[None]:
 def fit_lightning(
     estimator,
     *,
-    max_epochs: int,
+    max_epochs: int | None,
     batch_size: int,
     lr: float = 1e-3,
     lr_decay: float = 1.0,
@@ -408,6 +462,9 @@ def fit_lightning(
     kl: str | None = None,
     progress: bool = False,
     optimizer: OptimizerFactory = torch.optim.Adam,
+    validation: float | tuple | None = None,
+    select: str = "objective",
+    patience: int | None = None,
     **trainer_kwargs,
 ) -> L.Trainer:
     """Train an :class:`~pyro_lmmvae.LMMVAE` with a Lightning trainer.
@@ -416,7 +473,9 @@ def fit_lightning(
     ----------
     estimator : LMMVAE
         Trained in place; its :attr:`history` is replaced by the per-epoch training loss.
-    max_epochs : int
+    max_epochs : int or None
+        None: until the monitored objective converges (the rule of :meth:`LMMVAE.fit`), at most
+        :data:`~pyro_lmmvae.training.loop.EPOCH_CAP` epochs.
     batch_size : int
         Instances per batch and process (global batch: ``batch_size`` times the world size).
     lr, effects_lr, lr_decay, local_lr
@@ -436,6 +495,10 @@ def fit_lightning(
         Progress bar, model summary and Lightning's info messages.
     optimizer : callable, default torch.optim.Adam
         Called as ``optimizer(param_groups, lr=lr)``.
+    validation, select, patience
+        As in :meth:`LMMVAE.fit`: held-out rows (a fraction or ``(data, y, mask)``), their
+        score, and early stopping; the best-validation weights are kept. Every process scores
+        all validation rows (the weights are the same on all of them).
     **trainer_kwargs
         Further :class:`lightning.Trainer` arguments (callbacks, logger, precision, ...).
         ``logger=False`` and ``enable_checkpointing=False`` unless given.
@@ -447,16 +510,33 @@ def fit_lightning(
 
     Notes
     -----
-    Trains on all training rows, without validation or early stopping; the last epoch's
-    weights are kept. See the module docstring for how batches are split across processes and
-    why averaging the gradients of DDP is the single-process gradient of the global batch.
+    Validation, early stopping, the convergence rule and best-weights selection are those of
+    :meth:`LMMVAE.fit`; what differs: no checkpoints or resume (use Lightning's own
+    ``ModelCheckpoint``), dense gradients for the instance tables (every row moves on every
+    step) and ``local_lr`` defaulting to ``effects_lr``. See the module docstring for how
+    batches are split across processes and why averaging the gradients of DDP is the
+    single-process gradient of the global batch.
     With ``"ddp_spawn"`` the weights come back to the calling process but the history does not.
     """
-    if max_epochs < 1:
+    if max_epochs is not None and max_epochs < 1:
         raise ValueError(f"max_epochs must be at least 1, got {max_epochs}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    tensors = estimator.tensors()
+    if select not in ("objective", "prediction_mse"):
+        raise ValueError(f"select must be 'objective' or 'prediction_mse', got {select!r}")
+    from pyro_lmmvae import fitting  # noqa: PLC0415 (fitting imports the estimator's modules)
+
+    cpu = torch.device("cpu")
+    train_rows, val_tensors = fitting.split(estimator, validation, seed, cpu)
+    tensors = estimator._row_subset(train_rows, cpu)
+
+    def validation_on(device: torch.device) -> Callable[[], float]:
+        """The validation score with the held-out rows on the module's device."""
+        rows = fitting.split(estimator, validation, seed, device)[1]
+        return fitting.validator(
+            estimator, rows, estimator._row_subset(train_rows, device), select, seed
+        )
+
     loss = estimator.loss_module() if kl is None else estimator.loss_module(kl=kl)
     module = LMMVAELightningModule(
         loss,
@@ -467,6 +547,10 @@ def fit_lightning(
         effects_lr=effects_lr,
         optimizer=optimizer,
         seed=seed,
+        validation=validation_on if val_tensors is not None else None,
+        n_val_rows=len(val_tensors) if val_tensors is not None else None,
+        patience=patience,
+        until_converged=max_epochs is None,
     )
     trainer_kwargs.setdefault("logger", False)
     trainer_kwargs.setdefault("enable_checkpointing", False)
@@ -479,7 +563,7 @@ def fit_lightning(
             devices=devices,
             strategy=strategy,
             num_nodes=num_nodes,
-            max_epochs=max_epochs,
+            max_epochs=EPOCH_CAP if max_epochs is None else max_epochs,
             **trainer_kwargs,
         )
         try:
@@ -489,4 +573,11 @@ def fit_lightning(
             # estimator says they are.
             estimator.to(estimator.device)
     estimator.history = module.history
+    if module.history.stop_reason == "epoch_cap":
+        warnings.warn(
+            f"training stopped at the cap of {EPOCH_CAP} epochs before the objective converged; "
+            "pass a larger max_epochs",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     return trainer
