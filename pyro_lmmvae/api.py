@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -15,18 +14,18 @@ import xarray as xr
 from torch import nn
 
 from pyro_lmmvae import arviz_compat, fitting, inspection, legacy, metrics, persistence
-from pyro_lmmvae.data import (
-    Batch,
-    InstanceBatcher,
-    LongitudinalTensors,
-    validate_observations,
-)
+from pyro_lmmvae.data import Batch, InstanceBatcher, LongitudinalTensors
 from pyro_lmmvae.design import Design, DesignMatrices, UnseenPolicy
 from pyro_lmmvae.effects import effects_inference_data
 from pyro_lmmvae.fitting import MAX_LOCAL_LR  # noqa: F401 (documented here: fit's local_lr)
 from pyro_lmmvae.models import Likelihood
 from pyro_lmmvae.priors import EffectPrior
 from pyro_lmmvae.training.loop import TrainingHistory
+from pyro_lmmvae.validation import (
+    check_likelihood_support,
+    check_unit_scale,
+    validate_observations,
+)
 from pyro_lmmvae.variants import VARIANTS, Objective, Variant, VariantOptions, build_pair
 
 PriorSpec = EffectPrior | dist.TorchDistribution | str | None
@@ -173,7 +172,7 @@ class LMMVAE:
             network, decoder = "identity", None
         if network == "identity" and noise_scale is None and likelihood == "gaussian":
             noise_scale = IDENTITY_NOISE
-            _check_unit_scale(y, mask)
+            check_unit_scale(y, mask)
         if not isinstance(latent_dim, int) or latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
         self.options = VariantOptions(
@@ -188,7 +187,7 @@ class LMMVAE:
         self.latent_dim = latent_dim
         self.design = self._design(formula, data, instance, standardize, instance_intercept)
         self._y, self._mask = validate_observations(y, mask, n_rows=len(data))
-        _check_likelihood_support(likelihood, self._y, self._mask)
+        check_likelihood_support(likelihood, self._y, self._mask)
         self._data = data.reset_index(drop=True)
         self.obs_dim = self._y.shape[1]
         with torch.random.fork_rng(devices=[]):
@@ -910,34 +909,4 @@ class LMMVAE:
             f"LMMVAE({self.design.formula!r}, variant={self.variant!r}, "
             f"objective={self.objective!r}, latent_dim={self.latent_dim}, "
             f"obs_dim={self.obs_dim}, groups={self.design.n_groups})"
-        )
-
-
-def _check_unit_scale(y, mask) -> None:
-    """Warn when the identity network meets observations far from unit scale."""
-    values = np.asarray(y, dtype=float)
-    observed = np.isfinite(values) if mask is None else np.asarray(mask, dtype=bool)
-    spread = float(values[observed].std()) if observed.any() else 1.0
-    if not 0.1 <= spread <= 10.0:
-        warnings.warn(
-            f"network='identity' with observations of standard deviation {spread:.3g}: z-score "
-            "y first; the default priors (Normal(0, 1) fixed effects), sigma_z's start (1) and "
-            "the likelihood noise (0.01) assume unit scale",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def _check_likelihood_support(likelihood, y: np.ndarray, mask: np.ndarray) -> None:
-    """A Bernoulli likelihood needs observations in [0, 1] (0/1 or grey levels)."""
-    from pyro_lmmvae.models import BernoulliLikelihood
-
-    if not (likelihood == "bernoulli" or isinstance(likelihood, BernoulliLikelihood)):
-        return
-    observed = y[mask]
-    if observed.size and (observed.min() < 0 or observed.max() > 1):
-        raise ValueError(
-            f"likelihood='bernoulli' needs observations in [0, 1], but y has observed values in "
-            f"[{observed.min():.3g}, {observed.max():.3g}]: rescale y to [0, 1] or use "
-            "likelihood='gaussian'"
         )

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from .design import Design, DesignMatrices
+from .validation import MAX_ABS_OBSERVATION, validate_observations  # noqa: F401 (public here too)
 
 
 @dataclass(frozen=True)
@@ -65,77 +66,6 @@ class Batch:
     def encoder_input(self) -> torch.Tensor:
         """``m ⊙ y``: the encoder input of spec §5."""
         return self.y * self.mask
-
-
-MAX_ABS_OBSERVATION = 1e15
-"""Largest |y| accepted: a Gaussian log-density squares (y - mu) / sigma in float32, whose
-largest value is 3.4e38, so |y| must stay well below 1.8e19 even for a noise scale of 1e-3."""
-
-
-def validate_observations(
-    y: np.ndarray, mask: np.ndarray | None, n_rows: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Check observations and mask; return float32 y (unobserved set to 0) and a bool mask.
-
-    Parameters
-    ----------
-    y : array-like, (N, D)
-        Observations; NaN marks a missing entry when ``mask`` is omitted.
-    mask : array-like of bool, (N, D), optional
-        True where observed. Defaults to ``~isnan(y)``.
-    n_rows : int, optional
-        Expected N (the number of covariate rows).
-    """
-    if isinstance(y, torch.Tensor):
-        y = y.detach().cpu().numpy()
-    y = np.asarray(y)
-    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
-        raise TypeError(f"y must be numeric, got dtype {y.dtype}")
-    if y.ndim != 2:
-        raise ValueError(f"y must have shape (N, D), got {y.shape}; flatten images first")
-    if n_rows is not None and y.shape[0] != n_rows:
-        raise ValueError(f"y has {y.shape[0]} rows but data has {n_rows}; they must match")
-    raw = y.astype(np.float64) if y.dtype != bool else y.astype(np.float32)
-    with np.errstate(over="ignore"):
-        y = y.astype(np.float32)
-    if mask is None:
-        mask = ~np.isnan(y)
-    else:
-        if isinstance(mask, torch.Tensor):
-            mask = mask.detach().cpu().numpy()
-        mask = np.asarray(mask)
-        if mask.shape != y.shape:
-            raise ValueError(f"mask has shape {mask.shape} but y has shape {y.shape}")
-        if mask.dtype != bool:
-            if not np.isin(mask, (0, 1)).all():
-                raise ValueError("mask must be boolean or 0/1")
-            mask = mask.astype(bool)
-    observed_bad = mask & ~np.isfinite(y)
-    if observed_bad.any() and np.isfinite(raw[observed_bad]).all():
-        raise ValueError(
-            f"y has values up to {np.abs(raw[mask]).max():.3g} in absolute value, beyond float32 "
-            "(the precision of training): rescale y, e.g. z-score each feature"
-        )
-    if observed_bad.any():
-        row, col = np.argwhere(observed_bad)[0]
-        raise ValueError(
-            f"y has {int(observed_bad.sum())} NaN/inf value(s) at observed entries "
-            f"(first at row {row}, column {col}); mark them missing in the mask"
-        )
-    largest = float(np.abs(y[mask]).max()) if mask.any() else 0.0
-    if largest > MAX_ABS_OBSERVATION:
-        raise ValueError(
-            f"y has values up to {largest:.3g} in absolute value; the likelihood squares them in "
-            "float32, which overflows: rescale y, e.g. z-score each feature"
-        )
-    empty = ~mask.any(axis=1)
-    if empty.any():
-        rows = np.flatnonzero(empty)
-        raise ValueError(
-            f"{len(rows)} row(s) have no observed entry (first rows: {rows[:5].tolist()}); "
-            "drop them before fitting"
-        )
-    return np.where(mask, y, 0.0).astype(np.float32), mask
 
 
 class LongitudinalTensors:

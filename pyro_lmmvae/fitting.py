@@ -25,6 +25,7 @@ from pyro_lmmvae.training.checkpoint import (
     write_checkpoint,
 )
 from pyro_lmmvae.training.loop import NonFiniteLossError, train
+from pyro_lmmvae.validation import _int, check_fit_arguments
 
 MAX_LOCAL_LR = 0.1
 """Cap of the default ``local_lr``: Adam steps of a random effect of order one stay small."""
@@ -305,46 +306,3 @@ class CheckpointWriter:
             f"The checkpoint {self.path} is intact: it holds the state after {self.epoch} "
             "completed epoch(s)."
         )
-
-
-def check_fit_arguments(**values) -> None:
-    """One-line errors for fit() arguments out of range, before anything is trained."""
-    rules = {
-        "max_epochs": (
-            "an integer >= 1, or None (until converged)",
-            lambda v: v is None or _int(v) and v >= 1,
-        ),
-        "batch_size": ("an integer >= 1 (instances per batch)", lambda v: _int(v) and v >= 1),
-        "lr": ("a positive number (Adam's step size of the networks)", lambda v: _pos(v)),
-        "effects_lr": ("a positive number (Adam's step size of the latent LMM)", lambda v: _pos(v)),
-        "lr_decay": ("a number in (0, 1] (1: no decay)", lambda v: _num(v) and 0 < v <= 1),
-        "local_lr": (
-            "a number >= 0 (0 freezes the random effects), or None",
-            lambda v: v is None or _num(v) and v >= 0,
-        ),
-        "patience": (
-            "an integer >= 1 (epochs without improvement), or None",
-            lambda v: v is None or _int(v) and v >= 1,
-        ),
-        "clip_norm": ("a positive number, or None", lambda v: v is None or _pos(v)),
-    }
-    for name, value in values.items():
-        what, ok = rules[name]
-        if not ok(value):
-            raise ValueError(f"fit({name}={value!r}): {name} must be {what}")
-
-
-def _int(value) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _num(value) -> bool:
-    return (
-        isinstance(value, int | float | np.number)
-        and not isinstance(value, bool)
-        and np.isfinite(value)
-    )
-
-
-def _pos(value) -> bool:
-    return _num(value) and value > 0
