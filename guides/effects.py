@@ -114,19 +114,24 @@ class MeanFieldEffects(EffectMeans):
         var = variance_from_rho(self.instance_rows(self.random_rho, safe)) * seen[:, None, None]
         return loc, var
 
-    def forward(
-        self, batch: Batch, plates: EffectPlates | None = None
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Sample the effect sites from q; returns (A_f, u_batch) like the model's effects."""
+    def _start_sites(self, batch: Batch, plates: EffectPlates | None) -> EffectPlates:
+        """Check the batch's instances, make the plates, sample the hyper-parameters first."""
         if self.n_random and bool((batch.instances < 0).any()):
             raise ValueError(
                 "the ELBO needs instances seen in training: rows of unseen instances (-1) "
                 "have no variational factor q(u_p)"
             )
-        fixed = random = None
         plates = plates if plates is not None else EffectPlates(batch, self.latent_dim)
         if self.hyper is not None:  # hyper-parameters first: the effects' priors depend on them
             self.hyper(batch, plates)
+        return plates
+
+    def forward(
+        self, batch: Batch, plates: EffectPlates | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Sample the effect sites from q; returns (A_f, u_batch) like the model's effects."""
+        fixed = random = None
+        plates = self._start_sites(batch, plates)
         if self.n_fixed:
             with plates.latent:
                 q = dist.Normal(self.fixed_loc, self.fixed_var.sqrt())

@@ -131,15 +131,8 @@ class StructuredEffects(MeanFieldEffects):
         self, batch: Batch, plates: EffectPlates | None = None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Sample A_f, then the batch's u_p given A_f; returns them like the model's effects."""
-        if self.n_random and bool((batch.instances < 0).any()):
-            raise ValueError(
-                "the ELBO needs instances seen in training: rows of unseen instances (-1) "
-                "have no variational factor q(u_p)"
-            )
         fixed = random = None
-        plates = plates if plates is not None else EffectPlates(batch, self.latent_dim)
-        if self.hyper is not None:
-            self.hyper(batch, plates)
+        plates = self._start_sites(batch, plates)
         if self.n_fixed:
             with plates.latent:
                 q = dist.MultivariateNormal(self.fixed_loc, scale_tril=self.fixed_scale_tril)

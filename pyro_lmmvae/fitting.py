@@ -31,52 +31,15 @@ MAX_LOCAL_LR = 0.1
 """Cap of the default ``local_lr``: Adam steps of a random effect of order one stay small."""
 
 
-def fit(
-    estimator,
-    *,
-    max_epochs,
-    batch_size,
-    lr,
-    effects_lr,
-    lr_decay,
-    local_lr,
-    validation,
-    select,
-    patience,
-    clip_norm,
-    device,
-    progress,
-    seed,
-    kl,
-    sparse_updates,
-    checkpoint,
-    resume,
-    threads=None,
-) -> None:
-    """Fit ``estimator`` in place; the arguments are those of :meth:`~pyro_lmmvae.LMMVAE.fit`."""
+def fit(estimator, *, threads: int | None = None, **settings) -> None:
+    """Fit ``estimator`` in place; the arguments are those of :meth:`~pyro_lmmvae.LMMVAE.fit`.
+
+    ``settings``: every other argument of :meth:`~pyro_lmmvae.LMMVAE.fit`, by name.
+    """
     if threads is not None and not (_int(threads) and threads >= 1):
         raise ValueError(f"fit(threads={threads!r}): threads must be an integer >= 1, or None")
     with intra_op_threads(choose_threads(estimator, threads)):
-        _fit(
-            estimator,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            lr=lr,
-            effects_lr=effects_lr,
-            lr_decay=lr_decay,
-            local_lr=local_lr,
-            validation=validation,
-            select=select,
-            patience=patience,
-            clip_norm=clip_norm,
-            device=device,
-            progress=progress,
-            seed=seed,
-            kl=kl,
-            sparse_updates=sparse_updates,
-            checkpoint=checkpoint,
-            resume=resume,
-        )
+        _fit(estimator, **settings)
 
 
 LARGE_NETWORK = 1_000_000

@@ -24,6 +24,7 @@ editing or subclassing the model or a prior changes this loss too.
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import pyro
 import torch
@@ -235,10 +236,11 @@ class CollapsedLatentELBO(TraceMeanField_ELBO):
     def __init__(self, effect_kl: bool = True) -> None:
         super().__init__(num_particles=1, max_plate_nesting=MAX_PLATE_NESTING)
         self.effect_kl = effect_kl
-        self._layouts: dict[int, tuple[dict[str, int], int]] = {}
+        # per guide (weakly: a guide that is gone takes its entry along)
+        self._layouts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        layout = self._layouts.get(id(guide))
+        layout = self._layouts.get(guide)
         if layout is not None and layout[0]:
             loss = self._one_pass(model, guide, layout, args, kwargs)
             if loss is not None:
@@ -254,7 +256,7 @@ class CollapsedLatentELBO(TraceMeanField_ELBO):
                     stacklevel=2,
                 )
                 layout = ({}, 0)
-            self._layouts[id(guide)] = layout
+            self._layouts[guide] = layout
             if layout[0]:
                 loss = self._one_pass(model, guide, layout, args, kwargs)
                 if loss is not None:
