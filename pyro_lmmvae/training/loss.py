@@ -119,6 +119,25 @@ class LocalReparamGSNNLoss(nn.Module):
             return loss
 
 
+def require_olmm_elbo(model: nn.Module, guide: nn.Module) -> None:
+    """Raise unless ``(model, guide)`` is an oLMM (or CVAE / VAE) trained with the ELBO.
+
+    The closed form averages the latent KL over q(A): the GSNN objective has no latent KL, and
+    in the sLMM-VAE the effects enter the likelihood instead.
+    """
+    if getattr(model, "gsnn", False) or getattr(guide, "encoder", None) is None:
+        raise ValueError(
+            "kl='closed_form' is the oLMM ELBO's expected latent KL; the GSNN objective has "
+            "no latent KL (use local_reparam=True for its low-variance loss)"
+        )
+    if hasattr(guide, "offsets"):
+        raise ValueError(
+            "kl='closed_form' applies to the oLMM-VAE: in the sLMM-VAE the effects enter "
+            "the likelihood through z_i = eta_i + eps_p, so E_q(A) has no closed form; its "
+            "default loss already takes KL(q(eps_p) || p(eps_p)) analytically"
+        )
+
+
 class ClosedFormELBOLoss(nn.Module):
     """Negative oLMM ELBO with the expected latent KL in closed form (spec §2).
 
@@ -156,17 +175,7 @@ class ClosedFormELBOLoss(nn.Module):
 
     def __init__(self, model: nn.Module, guide: nn.Module) -> None:
         super().__init__()
-        if getattr(model, "gsnn", False) or getattr(guide, "encoder", None) is None:
-            raise ValueError(
-                "kl='closed_form' is the oLMM ELBO's expected latent KL; the GSNN objective has "
-                "no latent KL (use local_reparam=True for its low-variance loss)"
-            )
-        if hasattr(guide, "offsets"):
-            raise ValueError(
-                "kl='closed_form' applies to the oLMM-VAE: in the sLMM-VAE the effects enter "
-                "the likelihood through z_i = eta_i + eps_p, so E_q(A) has no closed form; its "
-                "default loss already takes KL(q(eps_p) || p(eps_p)) analytically"
-            )
+        require_olmm_elbo(model, guide)
         effects = model.effects
         if guide.effects is not None:
             for name, shape in (
@@ -283,16 +292,6 @@ class CollapsedELBOLoss(ELBOLoss):
     """
 
     def __init__(self, model: nn.Module, guide: nn.Module, effect_kl: bool = True) -> None:
-        if getattr(model, "gsnn", False) or getattr(guide, "encoder", None) is None:
-            raise ValueError(
-                "kl='closed_form' is the oLMM ELBO's expected latent KL; the GSNN objective has "
-                "no latent KL (use local_reparam=True for its low-variance loss)"
-            )
-        if hasattr(guide, "offsets"):
-            raise ValueError(
-                "kl='closed_form' applies to the oLMM-VAE: in the sLMM-VAE the effects enter "
-                "the likelihood through z_i = eta_i + eps_p, so E_q(A) has no closed form; its "
-                "default loss already takes KL(q(eps_p) || p(eps_p)) analytically"
-            )
+        require_olmm_elbo(model, guide)
         nn.Module.__init__(self)
         self.elbo = CollapsedLatentELBO(effect_kl=effect_kl)(model, guide)
