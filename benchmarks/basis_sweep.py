@@ -31,9 +31,8 @@ import torch
 
 from pyro_lmmvae import LMMVAE
 from pyro_lmmvae.datasets import make_gp_synthetic
+from pyro_lmmvae.gp import Kernel, SpectralPrior
 from pyro_lmmvae.io import write_atomic
-from pyro_lmmvae.spectral import Kernel
-from pyro_lmmvae.spectral_priors import SpectralPrior
 
 KERNEL = Kernel("se", variance=1.0, lengthscale=1.5)
 PRIORS = {

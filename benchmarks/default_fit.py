@@ -68,6 +68,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pyro_lmmvae.io import write_text_atomic
+
 SITES = ("north", "south", "west")
 FIXED_TERMS = (
     "Intercept",
@@ -547,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+        write_text_atomic(args.out, json.dumps(results, indent=2))
     print(markdown(results) if args.markdown else json.dumps(results, indent=2))
     return 0
 

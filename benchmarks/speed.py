@@ -32,7 +32,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import csv
 import functools
@@ -46,7 +45,6 @@ import pstats
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -66,6 +64,7 @@ from benchmarks.reference import (
 from pyro_lmmvae import LMMVAE
 from pyro_lmmvae.data import Batch
 from pyro_lmmvae.datasets import make_synthetic
+from pyro_lmmvae.io import write_text_atomic
 from pyro_lmmvae.training.loop import optimisation_step
 from pyro_lmmvae.training.optim import FitOptimizer, sparse_instance_gradients
 
@@ -115,20 +114,6 @@ def environment() -> dict:
         "torch_threads_at_start": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path`` and move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def csv_text(rows: list[dict]) -> str:
@@ -713,14 +698,16 @@ def main(argv=None) -> None:
     env["wall_seconds"] = round(time.perf_counter() - start, 1)
     out: Path = args.out
     if grid:
-        write_atomic(out / "results.csv", csv_text(grid))
+        write_text_atomic(out / "results.csv", csv_text(grid))
     if over:
-        write_atomic(out / "overheads.csv", csv_text(over))
+        write_text_atomic(out / "overheads.csv", csv_text(over))
     if profile_text:
-        write_atomic(out / "profile.txt", profile_text)
-    write_atomic(out / "results.md", markdown(env, args, grid, over))
+        write_text_atomic(out / "profile.txt", profile_text)
+    write_text_atomic(out / "results.md", markdown(env, args, grid, over))
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    write_atomic(out / "run.json", json.dumps({"environment": env, "settings": settings}, indent=2))
+    write_text_atomic(
+        out / "run.json", json.dumps({"environment": env, "settings": settings}, indent=2)
+    )
     print(f"wrote {out} in {env['wall_seconds']} s")
 
 

@@ -40,27 +40,6 @@ def _rho_init(shape: tuple[int, ...]) -> torch.Tensor:
     return torch.full(shape, value)
 
 
-def draw_independent(
-    effects, num_draws: int, groups: torch.Tensor, generator: torch.Generator, point: bool
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Entry-wise independent draws from the moments of ``effects`` (CPU tensors).
-
-    A_f (S, L, Q_f) and the u_p of ``groups`` (S, B, L, k); with ``point`` the estimates,
-    repeated.
-    """
-    parts = []
-    if effects.n_fixed:
-        parts.append(("fixed", effects.fixed_moments()))
-    if effects.n_random:
-        parts.append(("random", effects.random_moments(groups)))
-    out = {}
-    for name, (loc, var) in parts:
-        loc, var = loc.detach().cpu(), var.detach().cpu()
-        noise = torch.randn((num_draws, *loc.shape), generator=generator, dtype=loc.dtype)
-        out[name] = loc + var.sqrt() * noise * (not point)
-    return out.get("fixed"), out.get("random")
-
-
 class MeanFieldEffects(EffectMeans):
     """Guide factors for the ``fixed_effects`` and ``random_effects`` sites.
 
@@ -154,12 +133,6 @@ class MeanFieldEffects(EffectMeans):
         """``sum_p KL(q(u_p) || p(u_p))`` over ``groups`` (unscaled)."""
         loc, var = self.random_moments(groups)
         return prior_kl(loc, var, prior, particles)
-
-    def draw(
-        self, num_draws: int, groups: torch.Tensor, generator: torch.Generator
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Draws of A_f (S, L, Q_f) and of the u_p of ``groups`` (S, B, L, k) from q."""
-        return draw_independent(self, num_draws, groups, generator, point=False)
 
     def predictor_moments(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean ``M x̄`` and variance ``V (x̄ ⊙ x̄)`` of eta under q(A), each (n, L).

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 from pyro import poutine
-from pyro.distributions.transforms import biject_to
 from pyro.infer.autoguide import AutoNormal
 from pyro.poutine.util import site_is_subsample
 from torch import nn
@@ -87,26 +86,6 @@ class HyperparameterGuide(nn.Module):
         """Sample every hyper-parameter site from q within the run's ``plates``."""
         with local_params():
             return self.auto(batch, plates)
-
-    def draws(self, num_draws: int, seed: int = 0) -> dict[str, tuple[torch.Tensor, list[str]]]:
-        """Independent draws from q of every site: ``{name: (values, dims)}``.
-
-        ``values`` has shape (num_draws, *site shape); ``dims`` names the site's dims
-        (``"latent"`` for the latent plate, else ``"<name>_dim_<i>"``).
-        """
-        out = {}
-        with torch.random.fork_rng(devices=[]), torch.no_grad(), local_params():
-            torch.manual_seed(seed)
-            for name in self.sites:
-                site = self.auto.prototype_trace.nodes[name]
-                loc, scale = self.auto._get_loc_and_scale(name)
-                noise = torch.randn((num_draws, *loc.shape), device=loc.device)
-                values = biject_to(site["fn"].support)(loc + scale * noise)
-                plates = {f.dim: f.name for f in site["cond_indep_stack"]}
-                ndim = values.dim() - 1
-                dims = [plates.get(i - ndim, f"{name}_dim_{i}") for i in range(ndim)]
-                out[name] = (values.cpu(), dims)
-        return out
 
 
 def _shared_plates(batch: Batch, plates: EffectPlates) -> list:

@@ -190,23 +190,3 @@ class StructuredEffects(MeanFieldEffects):
         else:
             parent = loc.new_zeros(1, self.latent_dim, 0, 0)
         return expected_conditional_kl(loc, tril, coupling, parent, prior, particles)
-
-    def draw(
-        self, num_draws: int, groups: torch.Tensor, generator: torch.Generator
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Joint draws of A_f (S, L, Q_f) and of the u_p of ``groups`` (S, B, L, k) from q."""
-        fixed = random = None
-        dtype = self.fixed_loc.dtype
-        if self.n_fixed:
-            mu = self.fixed_loc.detach().cpu()
-            noise = torch.randn((num_draws, *mu.shape), generator=generator, dtype=dtype)
-            tril = self.fixed_scale_tril.detach().cpu()
-            fixed = mu + (tril @ noise.unsqueeze(-1)).squeeze(-1)
-        if self.n_random:
-            loc, tril, coupling = (t.detach().cpu() for t in self.conditional(groups))
-            noise = torch.randn((num_draws, *loc.shape), generator=generator, dtype=dtype)
-            random = loc + (tril @ noise.unsqueeze(-1)).squeeze(-1)
-            if fixed is not None:
-                delta = (fixed - mu)[:, None, :, None, :]  # (S, 1, L, 1, Q_f)
-                random = random + (coupling * delta).sum(-1)
-        return fixed, random

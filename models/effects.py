@@ -18,7 +18,8 @@ import pyro
 import torch
 
 from pyro_lmmvae.data import Batch
-from pyro_lmmvae.priors import EffectPrior, RandomEffectCovariance, as_prior
+from pyro_lmmvae.prior_specs import as_prior
+from pyro_lmmvae.priors import EffectPrior, RandomEffectCovariance
 from pyro_lmmvae.pyro_module import LocalPyroModule
 
 FIXED_SITE = "fixed_effects"
@@ -248,11 +249,11 @@ class MixedEffects(EffectDims):
         :class:`~pyro_lmmvae.priors.RandomEffectCovariance` (learned variance components, the
         terms of a block correlated) by default. Swap them at any time by assigning
         ``effects.fixed_prior = dist.Laplace(0., 1.)`` (distributions are wrapped by
-        :func:`~pyro_lmmvae.priors.as_prior`).
+        :func:`~pyro_lmmvae.prior_specs.as_prior`).
     fixed_columns, random_columns : sequence of (BasisColumn or None), optional
         What each column is (``Design.fixed_bases``, ``Design.random_bases``); every prior is
         bound to them when attached, which is how a
-        :class:`~pyro_lmmvae.spectral_priors.SpectralPrior` finds its basis columns.
+        :class:`~pyro_lmmvae.gp.prior.SpectralPrior` finds its basis columns.
     random_blocks : sequence of sequence of int, optional
         Column indices of each block of correlated random terms (``Design.random_blocks``);
         one block per term by default.
@@ -361,18 +362,6 @@ class PointEffects(EffectMeans):
         seen = (groups >= 0)[:, None, None]
         loc = self.instance_rows(self.random_loc, groups.clamp(min=0)) * seen
         return loc, torch.zeros_like(loc)
-
-    def draw(
-        self, num_draws: int, groups: torch.Tensor, generator: torch.Generator
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The estimates of A_f (S, L, Q_f) and of the u_p of ``groups`` (S, B, L, k), repeated."""
-        fixed = random = None
-        if self.n_fixed:
-            fixed = self.fixed_loc.detach().cpu().expand(num_draws, *self.fixed_loc.shape)
-        if self.n_random:
-            loc = self.random_moments(groups)[0].detach().cpu()
-            random = loc.expand(num_draws, *loc.shape)
-        return fixed, random
 
     def predictor_moments(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """``eta`` at the point estimates and a zero variance, each (n, L)."""

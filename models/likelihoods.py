@@ -15,7 +15,13 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 class Likelihood(LocalPyroModule):
-    """Base class: maps the decoder output to a distribution over y with batch shape (..., D)."""
+    """Base class: maps the decoder output to a distribution over y with batch shape (..., D).
+
+    ``support`` is the interval the observed entries of y must lie in (None: the real line),
+    checked before training.
+    """
+
+    support: tuple[float, float] | None = None
 
     def forward(self, decoded: torch.Tensor) -> dist.TorchDistribution:  # pragma: no cover
         raise NotImplementedError
@@ -88,6 +94,8 @@ class BernoulliLikelihood(Likelihood):
     grey-scale images), so validation of the support is switched off for y.
     """
 
+    support = (0.0, 1.0)
+
     def __init__(self, obs_dim: int) -> None:
         super().__init__()
         self.obs_dim = obs_dim
@@ -97,6 +105,18 @@ class BernoulliLikelihood(Likelihood):
 
     def mean(self, decoded: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(decoded)
+
+
+LIKELIHOOD_CLASSES = {"gaussian": GaussianLikelihood, "bernoulli": BernoulliLikelihood}
+
+
+def likelihood_support(spec: str | Likelihood) -> tuple[float, float] | None:
+    """The ``support`` of a likelihood or of a likelihood's name (None for an unknown name:
+    :func:`make_likelihood` rejects it)."""
+    if isinstance(spec, Likelihood):
+        return spec.support
+    kind = LIKELIHOOD_CLASSES.get(spec) if isinstance(spec, str) else None
+    return None if kind is None else kind.support
 
 
 def make_likelihood(

@@ -55,9 +55,9 @@ from pyro.distributions import constraints
 from pyro.nn import PyroParam
 from torch.distributions import kl_divergence
 
-from pyro_lmmvae import LMMVAE, arviz_compat, metrics
+from pyro_lmmvae import LMMVAE, arviz_compat, as_prior, metrics
 from pyro_lmmvae.datasets import make_synthetic
-from pyro_lmmvae.priors import EffectPrior, as_prior, is_hierarchical
+from pyro_lmmvae.priors import EffectPrior, is_hierarchical
 
 if SMALL:
     torch.set_num_threads(1)  # tiny tensors: one thread is fastest on small CI machines

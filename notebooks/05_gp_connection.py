@@ -56,8 +56,8 @@ import torch
 
 from pyro_lmmvae import LMMVAE, SpectralPrior
 from pyro_lmmvae.datasets import make_gp_synthetic
+from pyro_lmmvae.gp import Kernel, default_period, implied_kernel, regular_grid_scaling
 from pyro_lmmvae.plots import plot_kernel, plot_trajectories
-from pyro_lmmvae.spectral import Kernel, default_period, implied_kernel, regular_grid_scaling
 
 started = time.perf_counter()
 torch.manual_seed(0)
@@ -74,7 +74,7 @@ print(f"SMALL={SMALL}: M in {frequencies}, P={n_instances}, {n_times} times, {ep
 # %% [markdown]
 # ## 1. Implied kernels against exact kernels
 #
-# `pyro_lmmvae.spectral` has the kernels (`Kernel`), their spectral densities and the grid scaling
+# `pyro_lmmvae.gp` has the kernels (`Kernel`), their spectral densities and the grid scaling
 # (`regular_grid_scaling`). For a covariate observed on `[0, 10]` the library's default period is
 # `T = 2 (t_max − t_min) = 20` (twice the range, so that the implied kernel, which is periodic with
 # period `T`, does not wrap around within the data). The `ω_0 = 0` term contributes a constant

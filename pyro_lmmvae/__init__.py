@@ -7,8 +7,7 @@ prediction and :meth:`LMMVAE.effects` as ArviZ InferenceData (an ``xarray.DataTr
 >= 1.0; :mod:`pyro_lmmvae.arviz_compat` reads both lines). ``LMMVAE(variant=, objective=)``
 selects the oLMM-VAE, the sLMM-VAE or the CVAE baseline, trained with the ELBO or GSNN
 (:mod:`pyro_lmmvae.variants`). Formula terms ``fourier()`` and ``rff()`` with a
-:class:`SpectralPrior` make it a reduced-rank GP-prior VAE (:mod:`pyro_lmmvae.bases`,
-:mod:`pyro_lmmvae.additive_gp`).
+:class:`SpectralPrior` make it a reduced-rank GP-prior VAE (:mod:`pyro_lmmvae.gp`).
 """
 
 from __future__ import annotations
@@ -19,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the names below load on first use (PEP 562): a CLI `--help` stays fast
     from .api import LMMVAE
     from .design import Design, DesignMatrices
+    from .gp.kernels import Kernel
+    from .gp.prior import SpectralPrior
     from .inference import GSNNUnavailableError
-    from .priors import DistributionPrior, EffectPrior, LearnedScaleNormal, as_prior
-    from .spectral import Kernel
-    from .spectral_priors import SpectralPrior
+    from .prior_specs import as_prior
+    from .priors import DistributionPrior, EffectPrior, LearnedScaleNormal
     from .variants import VariantOptions
 
 _LAZY = {
@@ -33,9 +33,9 @@ _LAZY = {
     "DistributionPrior": ".priors",
     "EffectPrior": ".priors",
     "LearnedScaleNormal": ".priors",
-    "as_prior": ".priors",
-    "Kernel": ".spectral",
-    "SpectralPrior": ".spectral_priors",
+    "as_prior": ".prior_specs",
+    "Kernel": ".gp.kernels",
+    "SpectralPrior": ".gp.prior",
     "VariantOptions": ".variants",
 }
 

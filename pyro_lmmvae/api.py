@@ -8,18 +8,19 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import pyro.distributions as dist
 import torch
-import xarray as xr
 from torch import nn
 
-from pyro_lmmvae import arviz_compat, fitting, inspection, legacy, metrics, persistence
-from pyro_lmmvae.data import Batch, InstanceBatcher, LongitudinalTensors
-from pyro_lmmvae.design import Design, DesignMatrices, UnseenPolicy
-from pyro_lmmvae.effects import effects_inference_data
+from pyro_lmmvae import defaults, fitting
+from pyro_lmmvae.data import InstanceBatcher, LongitudinalTensors
+from pyro_lmmvae.design import Design, UnseenPolicy
 from pyro_lmmvae.fitting import MAX_LOCAL_LR  # noqa: F401 (documented here: fit's local_lr)
+from pyro_lmmvae.inspection import InspectionMixin
 from pyro_lmmvae.models import Likelihood
-from pyro_lmmvae.priors import EffectPrior
+from pyro_lmmvae.models.likelihoods import likelihood_support
+from pyro_lmmvae.persistence.estimator import PersistenceMixin
+from pyro_lmmvae.posterior import PosteriorMixin
+from pyro_lmmvae.prior_specs import PriorSpec
 from pyro_lmmvae.training.loop import TrainingHistory
 from pyro_lmmvae.validation import (
     check_likelihood_support,
@@ -28,17 +29,15 @@ from pyro_lmmvae.validation import (
 )
 from pyro_lmmvae.variants import VARIANTS, Objective, Variant, VariantOptions, build_pair
 
-PriorSpec = EffectPrior | dist.TorchDistribution | str | None
 IDENTITY_NOISE = 0.01
 """Fixed likelihood noise of ``network="identity"``: z is y up to this; sigma_z the residual."""
 Selection = Literal["objective", "prediction_mse"]
-PredictUnseen = Literal["error", "prior", "context"]
 KLEstimator = Literal["auto", "closed_form", "trace_mean_field"]
 
 __all__ = ["LMMVAE", "VARIANTS"]
 
 
-class LMMVAE:
+class LMMVAE(PosteriorMixin, InspectionMixin, PersistenceMixin):
     """A variational autoencoder whose latent prior is a linear mixed model.
 
     Parameters
@@ -138,14 +137,14 @@ class LMMVAE:
         y: np.ndarray,
         mask: np.ndarray | None = None,
         *,
-        latent_dim: int = 16,
-        variant: Variant = "olmm",
-        objective: Objective = "elbo",
+        latent_dim: int = defaults.LATENT_DIM,
+        variant: Variant = defaults.VARIANT,
+        objective: Objective = defaults.OBJECTIVE,
         instance: str | None = None,
         encoder: nn.Module | None = None,
         decoder: nn.Module | None = None,
-        network: str = "mlp",
-        likelihood: str | Likelihood = "gaussian",
+        network: str = defaults.NETWORK,
+        likelihood: str | Likelihood = defaults.LIKELIHOOD,
         noise_scale: float | None = None,
         latent_scale: float = 1.0,
         learn_latent_scale: bool = True,
@@ -159,7 +158,7 @@ class LMMVAE:
         instance_intercept: bool | None = None,
         standardize: bool | Sequence[str] = True,
         mask_channel: bool = False,
-        seed: int = 0,
+        seed: int = defaults.SEED,
         _design_scaling: str = "columns",
     ) -> None:
         self._design_scaling = _design_scaling  # "inputs": a model saved by 0.2 (see Design)
@@ -187,7 +186,9 @@ class LMMVAE:
         self.latent_dim = latent_dim
         self.design = self._design(formula, data, instance, standardize, instance_intercept)
         self._y, self._mask = validate_observations(y, mask, n_rows=len(data))
-        check_likelihood_support(likelihood, self._y, self._mask)
+        name = likelihood if isinstance(likelihood, str) else type(likelihood).__name__
+        support = likelihood_support(likelihood)
+        check_likelihood_support(support, name, self._y, self._mask)
         self._data = data.reset_index(drop=True)
         self.obs_dim = self._y.shape[1]
         with torch.random.fork_rng(devices=[]):
@@ -337,20 +338,20 @@ class LMMVAE:
     def fit(
         self,
         max_epochs: int | None = None,
-        batch_size: int = 32,
+        batch_size: int = defaults.BATCH_SIZE,
         *,
-        lr: float = 1e-3,
-        effects_lr: float = 1e-2,
-        lr_decay: float = 1.0,
+        lr: float = defaults.LR,
+        effects_lr: float = defaults.EFFECTS_LR,
+        lr_decay: float = defaults.LR_DECAY,
         local_lr: float | None = None,
         validation: float | tuple | None = None,
-        select: Selection = "objective",
+        select: Selection = defaults.SELECT,
         patience: int | None = None,
         clip_norm: float | None = None,
-        device: str | torch.device = "cpu",
-        progress: bool | str = True,
+        device: str | torch.device = defaults.DEVICE,
+        progress: bool | str = defaults.PROGRESS,
         seed: int = 0,
-        kl: KLEstimator = "auto",
+        kl: KLEstimator = defaults.KL,
         sparse_updates: bool = True,
         checkpoint: str | Path | None = None,
         resume: bool = False,
@@ -532,377 +533,6 @@ class LMMVAE:
             **kwargs,
         )
         return self
-
-    # ------------------------------------------------------------------ outputs
-    def _observation_tensors(self, y, mask, data) -> LongitudinalTensors:
-        """Rows to encode: the training rows, or given observations (with covariates)."""
-        if y is None:
-            if data is not None:
-                raise ValueError("data= was given without y=: pass the observations of its rows")
-            return self.tensors()
-        y, mask = validate_observations(y, mask)
-        if y.shape[1] != self.obs_dim:
-            raise ValueError(f"y has {y.shape[1]} features; the model was built for {self.obs_dim}")
-        if data is not None:
-            return self.tensors(data, y, mask, unseen="prior")
-        if self.pair.gsnn or self.variant != "olmm":
-            raise ValueError(
-                f"the {self.variant} model ({self.objective}) needs the covariates of these rows: "
-                "pass data= with one row per row of y"
-            )
-        # The oLMM encoder needs no covariates: encode the rows on their own.
-        design_rows = np.zeros((len(y), 0), np.float32)
-        matrices = DesignMatrices(design_rows, design_rows, np.full(len(y), -1, np.int64))
-        return LongitudinalTensors(matrices, y, mask, np.arange(len(y)), self.device)
-
-    @torch.no_grad()
-    def latents(
-        self,
-        y: np.ndarray | None = None,
-        mask: np.ndarray | None = None,
-        data: pd.DataFrame | None = None,
-    ) -> np.ndarray:
-        """Posterior means of the latents, (N, L).
-
-        ``mu_phi(m ⊙ y)`` for the oLMM-VAE (and the VAE/CVAE); ``eta_i + m_p`` for the sLMM-VAE,
-        pooling each instance over the given rows (the training rows by default).
-
-        Parameters
-        ----------
-        y, mask : array-like, optional
-            Observations and mask (the training ones by default).
-        data : pandas.DataFrame, optional
-            Covariates of the rows of ``y``: needed by the sLMM-VAE and the CVAE.
-
-        Raises
-        ------
-        GSNNUnavailableError
-            For GSNN-trained models, which have no posterior over the latents.
-        """
-        self.pair._require_encoder("posterior latents")
-        tensors = self._observation_tensors(y, mask, data)
-        return self.pair.latent_mean(tensors.full_batch()).cpu().numpy()
-
-    @torch.no_grad()
-    def prior_latents(self, data: pd.DataFrame, *, unseen: UnseenPolicy = "error") -> np.ndarray:
-        """The latent prior mean at covariates, ``M_f x + E[u_p] w``, (N, L).
-
-        The trajectory the mixed model implies for each row (before the decoder); available for
-        every variant and objective, GSNN included. Instances not seen in training raise, or get
-        the prior mean of their random effects with ``unseen="prior"``.
-        """
-        batch = self.tensors(data, unseen=unseen).full_batch()
-        return self.pair.prior_latent_mean(batch).cpu().numpy()
-
-    def mcc(self, true_latents: np.ndarray, **rows) -> float:
-        """Mean correlation coefficient between the posterior latents and known true latents.
-
-        Parameters
-        ----------
-        true_latents : array-like, (N, L_true)
-        **rows
-            ``y``, ``mask``, ``data`` as in :meth:`latents` (the training rows by default).
-
-        Raises
-        ------
-        GSNNUnavailableError
-            For GSNN-trained models (no posterior latents).
-        """
-        self.pair._require_encoder("MCC")
-        return metrics.mcc(self.latents(**rows), true_latents)
-
-    @torch.no_grad()
-    def impute(
-        self,
-        y: np.ndarray | None = None,
-        mask: np.ndarray | None = None,
-        data: pd.DataFrame | None = None,
-        *,
-        keep_observed: bool = True,
-    ) -> np.ndarray:
-        """Fill the missing entries of observations (spec §5).
-
-        oLMM/VAE: ``g(mu_phi(m ⊙ y))``; CVAE: ``g(mu_phi(m ⊙ y, x), x)``; sLMM: ``g(eta_i + m_p)``
-        with ``m_p`` pooled over the instance's given rows; GSNN: only the covariate fill-in
-        ``g(M x̄_i)``, which ignores the row's observed entries (a GSNN has no encoder).
-
-        Parameters
-        ----------
-        y, mask : array-like, optional
-            Observations and mask (the training ones by default).
-        data : pandas.DataFrame, optional
-            Covariates of the rows of ``y`` (needed except by the oLMM-VAE and the VAE).
-            Instances not seen in training get the prior mean of their random effects.
-        keep_observed : bool, default True
-            Keep observed entries as given; otherwise return the full reconstruction.
-
-        Returns
-        -------
-        numpy.ndarray, (N, D)
-        """
-        tensors = self._observation_tensors(y, mask, data)
-        batch = tensors.full_batch()
-        recon = self.pair.impute(batch)
-        if keep_observed:
-            recon = torch.where(batch.mask, batch.y, recon)
-        return recon.cpu().numpy()
-
-    def predict(
-        self,
-        data: pd.DataFrame,
-        *,
-        unseen: PredictUnseen = "error",
-        context: tuple | None = None,
-        context_steps: int = 200,
-        context_lr: float = 1e-2,
-        seed: int = 0,
-    ) -> np.ndarray:
-        """Conditional generation at new covariates (spec §5).
-
-        ``g(M_f x* + E[u_p] w*)`` for the oLMM-VAE and GSNN; ``g(A_f x* + u_p w* + m_p)`` for
-        the sLMM-VAE, with ``m_p`` pooled over the instance's training rows; ``g(0, x*)`` for the
-        CVAE; ``g(0)`` (the prior mean) for a plain VAE.
-
-        Parameters
-        ----------
-        data : pandas.DataFrame
-            Covariates of the rows to predict, with the instance column when the formula has
-            random effects or the model is an sLMM-VAE.
-        unseen : {"error", "prior", "context"}, default "error"
-            An instance not seen in training raises; gets the prior mean of its random effects
-            and offset (``"prior"``: the population curve); or (``"context"``) is adapted to its
-            rows in ``context``: the sLMM-VAE runs its group encoder on them, every other model
-            fits only that instance's random effects on its own objective, everything else
-            frozen (``context_steps`` Adam steps at ``context_lr``).
-        context : tuple, optional
-            ``(data, y)`` or ``(data, y, mask)``: observed rows of the unseen instances, for
-            ``unseen="context"``. Unseen instances without context rows get the prior mean.
-        context_steps, context_lr : int, float
-            Optimisation of the context fit.
-        seed : int, default 0
-            Seed of the context fit's Monte Carlo draws.
-
-        Returns
-        -------
-        numpy.ndarray, (N, D)
-        """
-        if unseen not in ("error", "prior", "context"):
-            raise ValueError(f"unseen must be 'error', 'prior' or 'context', got {unseen!r}")
-        if (unseen == "context") != (context is not None):
-            raise ValueError("pass context=(data, y[, mask]) exactly when unseen='context'")
-        tensors = self.tensors(data, unseen="error" if unseen == "error" else "prior")
-        batch = tensors.full_batch()
-        with torch.no_grad():
-            offsets = self._row_offsets(self._offset_table(), batch)
-            pred = self.pair.predict(batch, offsets)
-        if unseen == "context":
-            rows, new_pred = self._predict_context(data, context, context_steps, context_lr, seed)
-            pred[torch.as_tensor(rows, device=pred.device)] = new_pred
-        return pred.cpu().numpy()
-
-    def _offset_table(self, tensors: LongitudinalTensors | None = None) -> torch.Tensor:
-        """``m_p`` of every training instance, (P, L); zeros for models without offsets.
-
-        ``tensors`` are the rows to pool (all training rows by default, encoded only if needed).
-        """
-        table = torch.zeros(self.design.n_groups, self.latent_dim, device=self.device)
-        if self.variant == "slmm" and not self.pair.gsnn:
-            for batch in (tensors if tensors is not None else self.tensors()).chunks():
-                seen = batch.instances >= 0
-                table[batch.instances[seen]] = self.pair.instance_offsets(batch)[seen]
-        return table
-
-    @staticmethod
-    def _row_offsets(table: torch.Tensor, batch: Batch) -> torch.Tensor:
-        groups = batch.instances[batch.local]
-        return table[groups.clamp(min=0)] * (groups >= 0)[:, None]
-
-    def _predict_context(self, data, context, steps, lr, seed):
-        """Adapt new instances to their context rows; predictions for their rows in ``data``."""
-        if self.design.instance is None:
-            raise ValueError("unseen='context' needs the instance column: pass instance=")
-        labels = pd.Series(data[self.design.instance]).reset_index(drop=True)
-        if not isinstance(context, tuple) or len(context) not in (2, 3):
-            raise TypeError("context must be a (data, y) or (data, y, mask) tuple")
-        ctx_data, ctx_y, *rest = context
-        try:
-            ctx_y, ctx_mask = validate_observations(ctx_y, rest[0] if rest else None, len(ctx_data))
-        except ValueError as err:
-            raise ValueError(f"context: {err}") from err
-        if ctx_y.shape[1] != self.obs_dim:
-            raise ValueError(
-                f"context: y has {ctx_y.shape[1]} features; the model was built for "
-                f"{self.obs_dim} (one column per observed feature, flattened)"
-            )
-        ctx_labels = pd.Series(ctx_data[self.design.instance]).reset_index(drop=True)
-        seen = ctx_labels.isin(self.design.groups)
-        if seen.any():
-            raise ValueError(
-                f"context rows of instance(s) {sorted(map(str, ctx_labels[seen].unique()))[:5]} "
-                "seen in training: context is for unseen instances (seen ones use their fit)"
-            )
-        new_labels = pd.Index(pd.unique(ctx_labels))
-        ctx_matrices = self.design.transform(ctx_data, unseen="prior")
-        ctx = LongitudinalTensors(
-            ctx_matrices, ctx_y, ctx_mask, new_labels.get_indexer(ctx_labels), self.device
-        )
-        target_codes = new_labels.get_indexer(labels)
-        rows = np.flatnonzero(target_codes >= 0)
-        new_pair = self.pair.with_instances(len(new_labels))
-        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
-            offsets = new_pair.adapt(ctx.full_batch(), steps=steps, lr=lr)
-        target_matrices = self.design.transform(data.iloc[rows], unseen="prior")
-        n = len(rows)
-        target = LongitudinalTensors(
-            target_matrices,
-            np.zeros((n, self.obs_dim), np.float32),
-            np.ones((n, self.obs_dim), bool),
-            target_codes[rows],
-            self.device,
-        ).full_batch()
-        with torch.no_grad():
-            pred = new_pair.predict(target, self._row_offsets(offsets.detach(), target))
-        return rows, pred
-
-    def effects(
-        self, num_draws: int = 500, seed: int = 0, groups: Sequence | None = None
-    ) -> arviz_compat.DataContainer:
-        """The learned fixed and random effects for ArviZ: an :class:`arviz.InferenceData` on
-        ArviZ 0.x, an :class:`xarray.DataTree` on ArviZ >= 1.0 (see
-        :mod:`pyro_lmmvae.arviz_compat`).
-
-        Draws from q(A) for Bayesian effects; a single draw holding the estimate for point
-        estimates (the sLMM default). See :func:`pyro_lmmvae.effects.effects_inference_data`
-        for dims and coords.
-        """
-        return effects_inference_data(
-            self.design,
-            self.pair.effect_estimates,
-            self.model.effects,
-            num_draws=num_draws,
-            seed=seed,
-            groups=groups,
-            attrs={
-                "variant": self.variant,
-                "objective": self.objective,
-                "latent_dim": self.latent_dim,
-            },
-        )
-
-    def prior_kernel(
-        self, term: str, t, t_prime=None, *, effect: str | None = None, latent: int | None = None
-    ) -> np.ndarray:
-        """The prior covariance ``φ(t)ᵀ Λ φ(t')`` that one basis term implies.
-
-        Parameters
-        ----------
-        term : str
-            A formula term holding a basis, e.g. ``"fourier(age, 4)"``.
-        t, t_prime : array_like
-            Raw covariate values, (n,) and (n',); ``t_prime`` defaults to ``t``.
-        effect : {"fixed", "random"}, optional
-            Effect matrix of a term that is both fixed and random (the fixed one by default).
-        latent : int, optional
-            Latent dimension, needed only if the prior differs between them.
-
-        Returns
-        -------
-        numpy.ndarray, (n, n')
-            See :func:`pyro_lmmvae.inspection.prior_kernel` for details and errors.
-        """
-        return inspection.prior_kernel(self, term, t, t_prime, effect=effect, latent=latent)
-
-    def latent_trajectories(
-        self, grid: pd.DataFrame, *, num_draws: int = 20, seed: int = 0
-    ) -> xr.Dataset:
-        """Prior and posterior trajectories of ``eta = A_f x + u_p w`` over a grid's rows.
-
-        Parameters
-        ----------
-        grid : pandas.DataFrame
-            Covariates of the points, optionally with the instance column (seen instances use
-            their random effects; unseen or missing ones give the population curve).
-        num_draws : int, default 20
-            Draws from the posterior and from the prior.
-        seed : int, default 0
-            Seed of the draws (the global RNG state is left unchanged).
-
-        Returns
-        -------
-        xarray.Dataset
-            See :func:`pyro_lmmvae.inspection.latent_trajectories` for variables and coords.
-        """
-        return inspection.latent_trajectories(self, grid, num_draws=num_draws, seed=seed)
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write the fitted estimator to ``path`` atomically.
-
-        The file holds plain values, tensors and state dicts (no pickled objects; see
-        :mod:`pyro_lmmvae.persistence`): the constructor arguments, the training rows, the
-        design's encodings, the weights and the history. A custom encoder, decoder, likelihood
-        or prior is recorded by class name and must be passed again to :meth:`load`.
-        """
-        return persistence.write_model_file(path, persistence.estimator_payload(self))
-
-    @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        device: str | torch.device = "cpu",
-        *,
-        encoder: nn.Module | None = None,
-        decoder: nn.Module | None = None,
-        likelihood: Likelihood | None = None,
-        fixed_prior: PriorSpec = None,
-        random_prior: PriorSpec = None,
-        trust_pickle: bool = False,
-    ) -> LMMVAE:
-        """Load an estimator written by :meth:`save` (or a checkpoint written by :meth:`fit`).
-
-        The file is read with ``torch.load(weights_only=True)``: it runs no code from the file.
-        The estimator is rebuilt through the constructor and its weights loaded; a checkpoint
-        loads with the weights of its last completed epoch.
-
-        Parameters
-        ----------
-        path : str or Path
-        device : str or torch.device, default "cpu"
-        encoder, decoder, likelihood, fixed_prior, random_prior : optional
-            The custom objects the model was built with, when it was (the error says which);
-            built like the saved ones: their learned values come from the file.
-        trust_pickle : bool, default False
-            Read a file written by pyro_lmmvae 0.1 (a pickle: it can run code, so only for
-            files you trust); ``save`` it again to convert it.
-
-        Raises
-        ------
-        FileNotFoundError
-            If there is no file at ``path``.
-        pyro_lmmvae.persistence.ModelFileError
-            (a ValueError) For an empty, damaged or foreign file, a newer format version, a
-            0.1 file without ``trust_pickle``, a missing custom object, or a CUDA device on a
-            machine without one; the one-line message names the file and the cause.
-        """
-        target = persistence.check_device(device, path)
-        try:
-            payload = persistence.read_model_file(path)
-        except persistence.LegacyFormatError:
-            if not trust_pickle:
-                raise
-            payload = legacy.read_legacy(path)
-        supplied = {
-            "encoder": encoder,
-            "decoder": decoder,
-            "likelihood": likelihood,
-            "fixed_prior": fixed_prior,
-            "random_prior": random_prior,
-        }
-        self = persistence.build_estimator(cls, payload, supplied, Path(path))
-        self.history = TrainingHistory.from_dict(payload["history"])
-        return self.to(target)
 
     def __repr__(self) -> str:
         return (

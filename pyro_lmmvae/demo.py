@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_lmmvae import arviz_compat, metrics, plots
+from pyro_lmmvae import arviz_compat, defaults, metrics, plots
 from pyro_lmmvae.api import LMMVAE
 from pyro_lmmvae.datasets import make_synthetic
 from pyro_lmmvae.datasets.synthetic import FIXED_TERMS
@@ -44,17 +44,17 @@ class DemoConfig:
     variant × objective, then each baseline.
     """
 
-    n_instances: int = 300
-    latent_dim: int = 4
+    n_instances: int = defaults.DEMO_N_INSTANCES
+    latent_dim: int = defaults.DEMO_LATENT_DIM
     max_epochs: int | None = None
-    batch_size: int = 32
+    batch_size: int = defaults.DEMO_BATCH_SIZE
     lr: float | None = None
-    variant: str = "olmm"
-    objective: str = "elbo"
-    baselines: str = "vae"
-    seed: int = 0
-    data_seed: int = 0
-    device: str = "cpu"
+    variant: str = defaults.DEMO_VARIANT
+    objective: str = defaults.DEMO_OBJECTIVE
+    baselines: str = defaults.DEMO_BASELINES
+    seed: int = defaults.DEMO_SEED
+    data_seed: int = defaults.DEMO_DATA_SEED
+    device: str = defaults.DEMO_DEVICE
 
     def runs(self) -> list[tuple[str, str, str]]:
         """``(name, variant, objective)`` of every model, in order; checks the lists."""

@@ -22,7 +22,7 @@ For Bayesian effects the ``prior`` group holds as many draws from the priors p(A
 (same variables, dims and coords; e.g. for ``az.plot_dist_comparison`` on ArviZ 0.x,
 ``az.plot_prior_posterior`` on 1.x), and ``constant_data`` holds each entry's prior standard
 deviation, ``fixed_prior_sd`` (latent, term) and ``random_prior_sd`` (latent, random_term): with
-a :class:`~pyro_lmmvae.spectral_priors.SpectralPrior` these are the spectral scales ``√Λ`` of the
+a :class:`~pyro_lmmvae.gp.prior.SpectralPrior` these are the spectral scales ``√Λ`` of the
 basis columns, and the posterior attributes ``fixed_prior_hyperparameters`` /
 ``random_prior_hyperparameters`` hold the (possibly learned) kernel variance and lengthscale of
 every basis term as JSON.
@@ -38,9 +38,9 @@ import torch
 
 from pyro_lmmvae import arviz_compat
 from pyro_lmmvae.design import Design
+from pyro_lmmvae.draws import EffectDraws, effect_draws, group_batch, point_draws
 from pyro_lmmvae.guides import MeanFieldEffects
 from pyro_lmmvae.models import MixedEffects, PointEffects
-from pyro_lmmvae.priors import is_hierarchical
 from pyro_lmmvae.pyro_module import local_params
 
 
@@ -89,7 +89,6 @@ def effects_inference_data(
     point = estimates.is_point
     if point:
         num_draws = 1
-    generator = torch.Generator().manual_seed(seed)
     posterior: dict[str, np.ndarray] = {}
     dims: dict[str, list[str]] = {}
     coords: dict[str, object] = {"latent": np.arange(estimates.latent_dim)}
@@ -97,36 +96,26 @@ def effects_inference_data(
     index = np.arange(design.n_groups) if estimates.n_random else np.zeros(0, dtype=int)
     if estimates.n_random and groups is not None:
         index = design.group_codes(list(groups))
-    device = estimates.fixed_loc.device
-    with torch.no_grad():
-        idx = torch.as_tensor(index, dtype=torch.long, device=device)
-        fixed_draws, random_draws = estimates.draw(num_draws, idx, generator)
-        if estimates.n_fixed:
-            posterior["fixed_effects"] = fixed_draws.numpy()[None]
-            dims["fixed_effects"] = ["latent", "term"]
-            coords["term"] = list(design.fixed_terms)
-        if estimates.n_random:
-            labels = np.asarray(design.groups)[index]
-            draws = random_draws.permute(0, 2, 1, 3)  # (draw, latent, group, term)
-            posterior["random_effects"] = draws.numpy()[None]
-            dims["random_effects"] = ["latent", "group", "random_term"]
-            coords["group"] = labels
-            coords["random_term"] = random_term_names(design)
-            components = _variance_components(prior_effects, point)
-            if components is not None:
-                sd, corr = components
-                posterior["random_effects_sd"] = np.broadcast_to(sd, (1, num_draws, *sd.shape))
-                posterior["random_effects_corr"] = np.broadcast_to(
-                    corr, (1, num_draws, *corr.shape)
-                )
-                dims["random_effects_sd"] = ["latent", "random_term"]
-                dims["random_effects_corr"] = ["latent", "random_term", "random_term_"]
-                coords["random_term_"] = coords["random_term"]
-    hyper = getattr(estimates, "hyper", None)
-    if hyper is not None and not point:  # hyper-parameters of hierarchical priors: q's draws
-        for name, (values, site_dims) in hyper.draws(num_draws, seed + 2).items():
-            posterior[name] = values.numpy()[None]
-            dims[name] = site_dims
+    idx = torch.as_tensor(index, dtype=torch.long, device=estimates.fixed_loc.device)
+    batch = group_batch(idx, design.n_groups, estimates)
+    if point:
+        draws = point_draws(estimates, idx, num_draws)
+    else:
+        draws = effect_draws(estimates, batch, num_draws, seed)
+    posterior.update(_as_arrays(draws, dims))
+    if estimates.n_fixed:
+        coords["term"] = list(design.fixed_terms)
+    if estimates.n_random:
+        coords["group"] = np.asarray(design.groups)[index]
+        coords["random_term"] = random_term_names(design)
+        components = _variance_components(prior_effects, point)
+        if components is not None:
+            sd, corr = components
+            posterior["random_effects_sd"] = np.broadcast_to(sd, (1, num_draws, *sd.shape))
+            posterior["random_effects_corr"] = np.broadcast_to(corr, (1, num_draws, *corr.shape))
+            dims["random_effects_sd"] = ["latent", "random_term"]
+            dims["random_effects_corr"] = ["latent", "random_term", "random_term_"]
+            coords["random_term_"] = coords["random_term"]
     all_attrs = {
         "formula": design.formula,
         "fixed_prior": "none (point estimate)" if point else prior_effects.fixed_prior.describe(),
@@ -139,9 +128,9 @@ def effects_inference_data(
     }
     groups_of_data: dict[str, dict] = {"posterior": posterior}
     if not point:
-        prior, prior_sd = _prior_draws(prior_effects, estimates, posterior, num_draws, seed)
-        groups_of_data["prior"] = prior
-        groups_of_data["constant_data"] = prior_sd
+        prior_draws = effect_draws(prior_effects, batch, num_draws, seed + 1)
+        groups_of_data["prior"] = _as_arrays(prior_draws, {})
+        groups_of_data["constant_data"] = _prior_sd(prior_effects, prior_draws, len(index))
         dims.update({"fixed_prior_sd": ["latent", "term"]})
         dims.update({"random_prior_sd": ["latent", "random_term"]})
         for name in ("fixed_prior", "random_prior"):
@@ -153,44 +142,41 @@ def effects_inference_data(
     )
 
 
-def _prior_draws(
-    prior_effects: MixedEffects,
-    estimates: MeanFieldEffects,
-    posterior: dict[str, np.ndarray],
-    num_draws: int,
-    seed: int,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Draws from p(A_f), p(u_p) shaped like the posterior draws, and each entry's prior sd.
+def _as_arrays(draws: EffectDraws, dims: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    """One chain of ArviZ arrays from effect draws; records each variable's dims in ``dims``."""
+    out: dict[str, np.ndarray] = {}
+    if draws.fixed is not None:
+        out["fixed_effects"] = draws.fixed.numpy()[None]
+        dims["fixed_effects"] = ["latent", "term"]
+    if draws.random is not None:
+        # (draw, group, latent, term) -> (draw, latent, group, term)
+        out["random_effects"] = draws.random.permute(0, 2, 1, 3).numpy()[None]
+        dims["random_effects"] = ["latent", "group", "random_term"]
+    for name, (values, site_dims) in draws.hyper.items():
+        out[name] = values.numpy()[None]
+        dims[name] = site_dims
+    return out
 
-    A hierarchical prior (one that samples hyper-parameters) is run once per draw, and its sd is
-    then the sd of the draws (its marginal has no closed form here).
-    """
-    draws: dict[str, np.ndarray] = {}
+
+def _prior_sd(prior_effects: MixedEffects, draws: EffectDraws, n_groups: int) -> dict:
+    """Each entry's prior sd: analytic, or the draws' sd for a hierarchical prior (whose
+    marginal has no closed form here)."""
     sd: dict[str, np.ndarray] = {}
-    L = estimates.latent_dim
-    specs = []
-    if "fixed_effects" in posterior:
-        specs.append(("fixed_effects", "fixed_prior", (L, estimates.n_fixed)))
-    if "random_effects" in posterior:
-        n_groups = posterior["random_effects"].shape[3]
-        specs.append(("random_effects", "random_prior", (n_groups, L, estimates.n_random)))
-    for site, name, shape in specs:
-        prior = getattr(prior_effects, name)
-        hierarchical = is_hierarchical(prior, shape)
-        with torch.random.fork_rng(devices=[]), torch.no_grad(), local_params():
-            torch.manual_seed(seed + 1)
-            if hierarchical:
-                values = torch.stack([prior(shape).sample() for _ in range(num_draws)])
-                stddev = values.std(0)
-            else:
-                p = prior(shape)
-                values, stddev = p.sample((num_draws,)), p.stddev
-        if site == "random_effects":
-            # (draw, group, latent, term) -> (draw, latent, group, term), as in the posterior
-            values, stddev = values.permute(0, 2, 1, 3), stddev[0]
-        draws[site] = values.cpu().numpy()[None]
-        sd[f"{name}_sd"] = stddev.cpu().numpy()
-    return draws, sd
+    L = prior_effects.latent_dim
+    parts = (
+        ("fixed_prior", draws.fixed, (L, prior_effects.n_fixed)),
+        ("random_prior", draws.random, (max(n_groups, 1), L, prior_effects.n_random)),
+    )
+    for name, values, shape in parts:
+        if values is None:
+            continue
+        if draws.hierarchical:
+            stddev = values.std(0)
+        else:
+            with torch.no_grad(), local_params():
+                stddev = getattr(prior_effects, name)(shape).stddev.cpu()
+        sd[f"{name}_sd"] = (stddev[0] if name == "random_prior" else stddev).numpy()
+    return sd
 
 
 def random_term_names(design: Design) -> list[str]:

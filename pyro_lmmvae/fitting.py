@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_lmmvae import persistence
 from pyro_lmmvae.data import InstanceBatcher, LongitudinalTensors
+from pyro_lmmvae.persistence.estimator import estimator_payload
 from pyro_lmmvae.training.checkpoint import (
     CHECKPOINT_KEY,
     TrainingState,
@@ -255,7 +255,7 @@ class CheckpointWriter:
         self.epoch: int | None = None
 
     def __call__(self, state: TrainingState) -> None:
-        payload = persistence.estimator_payload(self.estimator)
+        payload = estimator_payload(self.estimator)
         payload["history"] = state.history
         payload["fit_settings"] = self.settings
         write_checkpoint(self.path, payload, state)

@@ -32,9 +32,9 @@ from pyro_lmmvae.training.collapsed_elbo import CollapsedLatentELBO
 from pyro_lmmvae.training.loss import (
     KL_ESTIMATORS,
     ELBOLoss,
-    LocalReparamGSNNLoss,
     closed_form_loss,
     is_library_pair,
+    local_reparam_loss,
 )
 from pyro_lmmvae.training.optim import instance_tables
 
@@ -139,7 +139,7 @@ class VariationalPair(nn.Module):
                 raise ValueError("kl='closed_form' draws one z per row: num_particles must be 1")
             return closed_form_loss(self.model, self.guide)
         if self.local_reparam:
-            return LocalReparamGSNNLoss(self.model, self.guide)
+            return local_reparam_loss(self.model, self.guide)
         return ELBOLoss(self.model, self.guide, num_particles, vectorize_particles)
 
     def with_instances(self, n_groups: int) -> VariationalPair:

@@ -1,48 +1,35 @@
-"""What the latent prior implies: basis-term kernels and prior vs posterior trajectories.
+"""What the latent prior implies: prior vs posterior trajectories of the latent predictor.
 
-Two views of the latent linear mixed model ``eta = A_f x + u_p w`` (spec §1, §6):
-
-* :func:`prior_kernel` integrates out one basis term's coefficients. With coefficients
-  ``a ~ N(0, Λ)`` on the columns ``φ(t)`` of ``fourier(t, M)`` or ``rff(t, M)``, each latent
-  dimension gets the prior covariance ``φ(t)ᵀ Λ φ(t')``: with a
-  :class:`~pyro_lmmvae.spectral_priors.SpectralPrior` this is the reduced-rank GP kernel (without
-  its ``ω_0`` term ``q_0²``, which the intercept absorbs); with the default ``N(0, 1)`` prior it is
-  ``φ(t)ᵀ φ(t')``.
-* :func:`latent_trajectories` evaluates ``eta`` along a grid of covariates under the prior
-  p(A_f) p(u_p) and under the variational posterior q(A_f) q(u_p) (or the point estimates), as
-  an :class:`xarray.Dataset` ready for plotting (:func:`pyro_lmmvae.plots.plot_trajectories`).
-
-Both read the model's own prior objects, so learned kernel hyper-parameters and custom priors
-are taken into account.
+:func:`latent_trajectories` evaluates the latent linear mixed model ``eta = A_f x + u_p w``
+(spec §1) along a grid of covariates under the prior p(A_f) p(u_p) and under the variational
+posterior q(A_f) q(u_p) (or the point estimates), as an :class:`xarray.Dataset` ready for
+plotting (:func:`pyro_lmmvae.plots.plot_trajectories`). It reads the model's own prior objects,
+so learned kernel hyper-parameters and custom priors are taken into account. The kernel that a
+basis term's prior implies is :func:`pyro_lmmvae.gp.inspection.prior_kernel` (spec §6).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from pyro import poutine
-from pyro.infer import Predictive
-from pyro.poutine.util import site_is_subsample
 
+from pyro_lmmvae import arviz_compat, defaults
+from pyro_lmmvae.draws import effect_draws, group_batch, point_draws
+from pyro_lmmvae.effects import effects_inference_data
+from pyro_lmmvae.gp import inspection as gp_inspection
 from pyro_lmmvae.models import MixedEffects
-from pyro_lmmvae.models.effects import FIXED_SITE, RANDOM_SITE
-from pyro_lmmvae.priors import is_hierarchical
 from pyro_lmmvae.pyro_module import local_params
 
 if TYPE_CHECKING:
-    from pyro_lmmvae.api import LMMVAE
     from pyro_lmmvae.design import Design
-    from pyro_lmmvae.priors import EffectPrior
 
-__all__ = ["latent_trajectories", "prior_kernel"]
+__all__ = ["InspectionMixin", "latent_trajectories"]
 
-Effect = Literal["fixed", "random"]
 _RESERVED = (
     "point",
     "latent",
@@ -54,204 +41,14 @@ _RESERVED = (
     "prior_sd",
     "prior_draws",
 )
-_TRIG = re.compile(r"\[(cos|sin)(\d+)\]$")
 
 
-def _no_prior_message(model: LMMVAE) -> str:
+def _no_prior_message(model: InspectionMixin) -> str:
     return (
         f"the effects of this {model.variant} model are point estimates (the sLMM-VAE default, "
         "or bayesian_effects=False): they have no prior, so there is no prior to inspect; "
         "build the model with bayesian_effects=True for a prior on A"
     )
-
-
-# ------------------------------------------------------------------------------------------
-# prior kernel
-# ------------------------------------------------------------------------------------------
-
-
-def _term_columns(design: Design, term: str, effect: Effect | None) -> tuple[Effect, list[int]]:
-    """``(part, column indices)`` of a basis term, optionally restricted to one effect matrix."""
-    if effect is None:
-        return design.basis_columns(term)
-    if effect not in ("fixed", "random"):
-        raise ValueError(f"effect must be 'fixed', 'random' or None, got {effect!r}")
-    columns = design.fixed_bases if effect == "fixed" else design.random_bases
-    wanted = term.replace(" ", "")
-    index = [
-        j
-        for j, col in enumerate(columns)
-        if col is not None and col.term.replace(" ", "") == wanted
-    ]
-    if not index:
-        terms = sorted({c.term for c in columns if c is not None})
-        raise KeyError(
-            f"{term!r} is not a basis term of the {effect} effects of formula "
-            f"{design.formula!r}; {effect} basis terms: {terms}"
-        )
-    return effect, index
-
-
-def _cuda_devices(device: torch.device) -> list[int]:
-    """Devices whose RNG state :func:`torch.random.fork_rng` must save and restore."""
-    return [device.index or 0] if device.type == "cuda" else []
-
-
-def _column_variance(
-    prior: EffectPrior, shape: tuple[int, ...], what: str, device: torch.device
-) -> np.ndarray:
-    """Per-entry prior variance of an effect matrix, (L, columns), float64 on the CPU."""
-    if is_hierarchical(prior, shape):
-        raise ValueError(
-            f"the {what} {prior.describe()} samples hyper-parameters of its own (a hierarchical "
-            "prior): its marginal variance has no closed form here, so no prior kernel"
-        )
-    with local_params(), torch.no_grad():
-        variance = prior(shape).variance
-    variance = variance.detach().cpu().double().numpy()
-    return variance.reshape(-1, *shape[-2:])[0] if len(shape) == 3 else variance
-
-
-def _basis_blocks(labels: Sequence[str], index: Sequence[int], basis: str, n_columns: int):
-    """Group a term's columns by the non-basis part of their label (the factor level).
-
-    Returns ``{key: [column index at basis position 0 .. 2M-1]}``.
-    """
-    blocks: dict[str, list[int | None]] = {}
-    for j in index:
-        pieces = labels[j].split(":")
-        position = None
-        for i, piece in enumerate(pieces):
-            match = _TRIG.search(piece)
-            if match and piece.replace(" ", "").startswith(basis.replace(" ", "")):
-                trig, harmonic = match.group(1), int(match.group(2))
-                position = 2 * (harmonic - 1) + (trig == "sin")
-                key = ":".join(pieces[:i] + pieces[i + 1 :])
-                break
-        if position is None:  # pragma: no cover - labels are built by the design
-            raise RuntimeError(f"cannot locate the basis column in label {labels[j]!r}")
-        blocks.setdefault(key, [None] * n_columns)[position] = j
-    for key, block in blocks.items():
-        if any(j is None for j in block):  # pragma: no cover - labels are built by the design
-            raise RuntimeError(f"term columns of {key!r} do not cover the basis {basis!r}")
-    return blocks
-
-
-def prior_kernel(
-    model: LMMVAE,
-    term: str,
-    t: np.ndarray | Sequence[float] | float,
-    t_prime: np.ndarray | Sequence[float] | float | None = None,
-    *,
-    effect: Effect | None = None,
-    latent: int | None = None,
-) -> np.ndarray:
-    """Prior covariance ``φ(t)ᵀ Λ φ(t')`` that one basis term implies for each latent dimension.
-
-    The coefficients of the term's basis columns ``φ`` (``fourier`` or ``rff``, evaluated at raw
-    covariate values) are integrated out under the model's prior on them, ``N(·, Λ)`` entry-wise
-    (only the prior variance enters). With a
-    :class:`~pyro_lmmvae.spectral_priors.SpectralPrior` this is the reduced-rank GP kernel of
-    spec §6 without its ``ω_0`` weight ``q_0²`` (the intercept's); with the default ``N(0, 1)``
-    prior it is ``φ(t)ᵀ φ(t')``. For an interaction such as ``sex:fourier(age, 2)`` it is the
-    kernel of the basis part, which each level (or continuous multiplier) scales.
-
-    Parameters
-    ----------
-    model : LMMVAE
-        A model with Bayesian effects (a prior on A); it need not be trained.
-    term : str
-        A formula term holding a basis, e.g. ``"fourier(age, 4)"``, ``"sex:fourier(age, 2)"``
-        or ``"fourier(age, 2)"`` from a random term ``(1 + fourier(age, 2) | id)``; spaces are
-        ignored.
-    t : array_like, (n,)
-        Covariate values in raw units.
-    t_prime : array_like, (n',), optional
-        Second set of values; ``t`` by default.
-    effect : {"fixed", "random"}, optional
-        Which effect matrix to look in, for a term that is both a fixed and a random term
-        (``"~ fourier(t, 2) + (fourier(t, 2) | id)"``). By default the fixed one if it exists.
-    latent : int, optional
-        Latent dimension whose prior to read. Needed only when the prior differs between
-        latent dimensions.
-
-    Returns
-    -------
-    numpy.ndarray, (n, n'), float64
-        The kernel matrix; identical for every latent dimension unless the prior differs.
-
-    Raises
-    ------
-    KeyError
-        If ``term`` is not a basis term of the formula.
-    ValueError
-        If the effects are point estimates (the sLMM-VAE default, ``bayesian_effects=False``) or
-        the term's columns have no prior (the CVAE feeds them to its networks); if the prior's
-        variance is not finite or it is hierarchical; if the prior differs between latent
-        dimensions and ``latent`` is not given, or between the levels of an interaction.
-
-    Examples
-    --------
-    >>> from pyro_lmmvae.spectral_priors import SpectralPrior
-    >>> m = LMMVAE("~ 1 + fourier(t, 8, period=4)", data=df, y=y,  # doctest: +SKIP
-    ...            fixed_prior=SpectralPrior("se", lengthscale=0.5))
-    >>> K = prior_kernel(m, "fourier(t, 8, period=4)", np.linspace(0, 1, 50))  # doctest: +SKIP
-    """
-    design = model.design
-    part, index = _term_columns(design, term, effect)
-    effects = model.model.effects
-    if not isinstance(effects, MixedEffects):
-        raise ValueError(_no_prior_message(model))
-    if part == "fixed" and not effects.n_fixed:
-        raise ValueError(
-            f"the fixed columns of {term!r} have no prior in this {model.variant} model: the "
-            "CVAE feeds its covariates to the networks, not to a latent prior"
-        )
-    n_latent = effects.latent_dim
-    if part == "fixed":
-        variance = _column_variance(
-            effects.fixed_prior, (n_latent, effects.n_fixed), "fixed-effect prior", model.device
-        )
-        columns, labels = design.fixed_bases, design.fixed_terms
-    else:
-        variance = _column_variance(
-            effects.random_prior,
-            (1, n_latent, effects.n_random),
-            "random-effect prior",
-            model.device,
-        )
-        columns, labels = design.random_bases, design.random_terms
-    if latent is None:
-        if not np.array_equal(variance, np.broadcast_to(variance[:1], variance.shape)):
-            raise ValueError(
-                f"the prior on {term!r} differs between latent dimensions: pass latent= "
-                f"(0 .. {n_latent - 1})"
-            )
-        variance = variance[0]
-    else:
-        if isinstance(latent, bool) or not isinstance(latent, (int, np.integer)):
-            raise TypeError(f"latent must be an integer, got {latent!r}")
-        if not 0 <= latent < n_latent:
-            raise ValueError(f"latent must be in 0 .. {n_latent - 1}, got {latent}")
-        variance = variance[int(latent)]
-    basis = columns[index[0]].basis
-    n_basis = 2 * columns[index[0]].n_frequencies
-    blocks = _basis_blocks(labels, index, basis, n_basis)
-    lam = [variance[block] for block in blocks.values()]
-    if not np.isfinite(np.concatenate(lam)).all():
-        raise ValueError(
-            f"the prior on {term!r} has an infinite or undefined variance: no prior kernel"
-        )
-    if any(not np.array_equal(other, lam[0]) for other in lam[1:]):
-        raise ValueError(
-            f"the prior gives the levels {sorted(blocks)} of {term!r} different variances, so "
-            "the term has no single basis kernel"
-        )
-    t = np.atleast_1d(np.asarray(t, dtype=np.float64))
-    t_prime = t if t_prime is None else np.atleast_1d(np.asarray(t_prime, dtype=np.float64))
-    phi = design.basis_features(basis, t)
-    phi_prime = phi if t_prime is t else design.basis_features(basis, t_prime)
-    return (phi * lam[0]) @ phi_prime.T
 
 
 # ------------------------------------------------------------------------------------------
@@ -330,51 +127,20 @@ def _moments(
     return mean, var
 
 
-def _samples_hyper_sites(trace) -> bool:
-    """Whether a trace of the effects holds sample sites besides the two effect sites."""
-    return any(
-        site["type"] == "sample"
-        and not site["is_observed"]
-        and not site_is_subsample(site)
-        and name not in (FIXED_SITE, RANDOM_SITE)
-        for name, site in trace.nodes.items()
-    )
-
-
-def _prior_trajectories(model: LMMVAE, batch, num_draws: int, seed: int) -> dict:
+def _prior_trajectories(model: InspectionMixin, batch, num_draws: int, seed: int) -> dict:
     """Draws of eta from p(A_f) p(u), and its prior mean and sd (analytic when possible).
 
-    The draws run the model's own effect sites. A prior that samples hyper-parameters of its
-    own (hierarchical) is run once per draw, and its moments are then the draws' moments.
+    The draws run the model's own effect sites (:func:`pyro_lmmvae.draws.effect_draws`). A prior
+    that samples hyper-parameters of its own (hierarchical) is run once per draw, and its
+    moments are then the draws' moments.
     """
     effects = model.model.effects
     n_latent = effects.latent_dim
     n_instances = len(batch.instances)
-    cuda = _cuda_devices(batch.x.device)
-    with torch.random.fork_rng(devices=cuda), local_params(), torch.no_grad():
-        torch.manual_seed(seed)
-        hierarchical = _samples_hyper_sites(poutine.trace(effects).get_trace(batch))
-        torch.manual_seed(seed)
-        # one vectorized run, or one run per draw for a prior written for a single draw
-        predictive = Predictive(
-            effects,
-            num_samples=num_draws,
-            parallel=not hierarchical,
-            return_sites=[s for s, n in ((FIXED_SITE, effects.n_fixed), (RANDOM_SITE, 1)) if n],
-        )
-        samples = predictive(batch)
-
-    def stacked(site: str, shape: tuple[int, ...]) -> torch.Tensor:
-        return samples[site].detach().cpu().reshape(num_draws, *shape)
-
-    fixed = random = None
-    if effects.n_fixed:
-        fixed = stacked(FIXED_SITE, (n_latent, effects.n_fixed))
-    if effects.n_random:
-        random = stacked(RANDOM_SITE, (n_instances, n_latent, effects.n_random))
+    drawn = effect_draws(effects, batch, num_draws, seed)
     x, w, local = batch.x.cpu(), batch.w.cpu(), batch.local.cpu()
-    draws = _eta(fixed, random, x, w, local, n_latent)
-    if hierarchical:
+    draws = _eta(drawn.fixed, drawn.random, x, w, local, n_latent)
+    if drawn.hierarchical:
         mean = draws.mean(0)
         sd = draws.std(0) if num_draws > 1 else torch.full_like(mean, float("nan"))
         how = f"empirical over the {num_draws} draws (the prior samples hyper-parameters)"
@@ -396,7 +162,7 @@ def _prior_trajectories(model: LMMVAE, batch, num_draws: int, seed: int) -> dict
 
 
 def latent_trajectories(
-    model: LMMVAE, grid: pd.DataFrame, *, num_draws: int = 20, seed: int = 0
+    model: InspectionMixin, grid: pd.DataFrame, *, num_draws: int = 20, seed: int = 0
 ) -> xr.Dataset:
     """Prior and posterior trajectories of the latent linear predictor ``eta = A_f x + u_p w``.
 
@@ -409,7 +175,7 @@ def latent_trajectories(
 
     Parameters
     ----------
-    model : LMMVAE
+    model : LMMVAE or InspectionMixin
         Any model with effect matrices (not a plain VAE or a CVAE); it need not be trained.
     grid : pandas.DataFrame
         Covariates of the points: every column the formula uses, and optionally the instance
@@ -455,13 +221,19 @@ def latent_trajectories(
         )
     batch = model.tensors(_with_instances(model.design, grid), unseen="prior").full_batch()
     x, w, local = batch.x.cpu(), batch.w.cpu(), batch.local.cpu()
-    generator = torch.Generator().manual_seed(int(seed))
     with local_params(), torch.no_grad():
         mean, var = (t.detach().cpu() for t in estimates.predictor_moments(batch))
-        seen = batch.instances >= 0
-        fixed, random = estimates.draw(num_draws, batch.instances.clamp(min=0), generator)
-        if random is not None:  # unseen instances: the prior mean of their random effects
-            random = random * seen.cpu()[:, None, None]
+    seen = batch.instances >= 0
+    groups = batch.instances.clamp(min=0)
+    if estimates.is_point:
+        drawn = point_draws(estimates, groups, num_draws)
+    else:
+        drawn = effect_draws(
+            estimates, group_batch(groups, batch.n_instances_total, estimates), num_draws, int(seed)
+        )
+    fixed, random = drawn.fixed, drawn.random
+    if random is not None:  # unseen instances: the prior mean of their random effects
+        random = random * seen.cpu()[:, None, None]
     posterior_draws = _eta(fixed, random, x, w, local, n_latent)
 
     point_dims, draw_dims = ("point", "latent"), ("draw", "point", "latent")
@@ -500,3 +272,85 @@ def latent_trajectories(
     for column in grid.columns:
         coords[str(column)] = ("point", grid[column].to_numpy())
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+class InspectionMixin:
+    """What :class:`~pyro_lmmvae.LMMVAE` shows of its latent prior and posterior: the learned
+    effects for ArviZ, basis-term kernels and latent trajectories.
+
+    Reads the estimator's ``pair``, ``model``, ``design``, ``device``, ``latent_dim``,
+    ``variant``, ``objective`` and ``tensors()``.
+    """
+
+    def effects(
+        self,
+        num_draws: int = defaults.NUM_DRAWS,
+        seed: int = defaults.SEED,
+        groups: Sequence | None = None,
+    ) -> arviz_compat.DataContainer:
+        """The learned fixed and random effects for ArviZ: an :class:`arviz.InferenceData` on
+        ArviZ 0.x, an :class:`xarray.DataTree` on ArviZ >= 1.0 (see
+        :mod:`pyro_lmmvae.arviz_compat`).
+
+        Draws from q(A) for Bayesian effects; a single draw holding the estimate for point
+        estimates (the sLMM default). See :func:`pyro_lmmvae.effects.effects_inference_data`
+        for dims and coords.
+        """
+        return effects_inference_data(
+            self.design,
+            self.pair.effect_estimates,
+            self.model.effects,
+            num_draws=num_draws,
+            seed=seed,
+            groups=groups,
+            attrs={
+                "variant": self.variant,
+                "objective": self.objective,
+                "latent_dim": self.latent_dim,
+            },
+        )
+
+    def prior_kernel(
+        self, term: str, t, t_prime=None, *, effect: str | None = None, latent: int | None = None
+    ) -> np.ndarray:
+        """The prior covariance ``φ(t)ᵀ Λ φ(t')`` that one basis term implies.
+
+        Parameters
+        ----------
+        term : str
+            A formula term holding a basis, e.g. ``"fourier(age, 4)"``.
+        t, t_prime : array_like
+            Raw covariate values, (n,) and (n',); ``t_prime`` defaults to ``t``.
+        effect : {"fixed", "random"}, optional
+            Effect matrix of a term that is both fixed and random (the fixed one by default).
+        latent : int, optional
+            Latent dimension, needed only if the prior differs between them.
+
+        Returns
+        -------
+        numpy.ndarray, (n, n')
+            See :func:`pyro_lmmvae.gp.inspection.prior_kernel` for details and errors.
+        """
+        return gp_inspection.prior_kernel(self, term, t, t_prime, effect=effect, latent=latent)
+
+    def latent_trajectories(
+        self, grid: pd.DataFrame, *, num_draws: int = 20, seed: int = 0
+    ) -> xr.Dataset:
+        """Prior and posterior trajectories of ``eta = A_f x + u_p w`` over a grid's rows.
+
+        Parameters
+        ----------
+        grid : pandas.DataFrame
+            Covariates of the points, optionally with the instance column (seen instances use
+            their random effects; unseen or missing ones give the population curve).
+        num_draws : int, default 20
+            Draws from the posterior and from the prior.
+        seed : int, default 0
+            Seed of the draws (the global RNG state is left unchanged).
+
+        Returns
+        -------
+        xarray.Dataset
+            See :func:`pyro_lmmvae.inspection.latent_trajectories` for variables and coords.
+        """
+        return latent_trajectories(self, grid, num_draws=num_draws, seed=seed)

@@ -105,7 +105,7 @@ def trajectories(
 
 
 # ------------------------------------------------------------------------------------------
-# prior inspection (pyro_lmmvae.inspection)
+# prior inspection (pyro_lmmvae.gp.inspection, pyro_lmmvae.inspection)
 #
 # Both functions return the Figure, also after writing ``path``.
 # In a notebook, leave the figure as the cell's value (or ``IPython.display.display(fig)``).
@@ -130,7 +130,7 @@ def plot_kernel(
     Parameters
     ----------
     matrix : numpy.ndarray, (n, n')
-        Kernel values, e.g. from :func:`pyro_lmmvae.inspection.prior_kernel`.
+        Kernel values, e.g. from :func:`pyro_lmmvae.gp.inspection.prior_kernel`.
     t : numpy.ndarray, (n,)
         Covariate values of the rows.
     t_prime : numpy.ndarray, (n',), optional

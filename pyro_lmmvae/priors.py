@@ -2,9 +2,11 @@
 
 A prior is a :class:`EffectPrior`, a small :class:`~pyro.nn.PyroModule` that returns the
 distribution of an effect tensor of a given shape. Any Pyro distribution can be used directly:
-:func:`as_prior` wraps it in :class:`DistributionPrior`, which stores its parameters as buffers so
-that the prior follows the model to the GPU and into checkpoints. :class:`LearnedScaleNormal`
-learns its scale as a point estimate on the ELBO (the spec's ``learn_sigma_u``).
+:func:`~pyro_lmmvae.prior_specs.as_prior` wraps it in :class:`DistributionPrior`, which stores its
+parameters as buffers so that the prior follows the model to the GPU and into checkpoints.
+:class:`LearnedScaleNormal` learns its scale as a point estimate on the ELBO (the spec's
+``learn_sigma_u``). The spectral priors of Fourier bases build on :class:`EffectPrior` in
+:mod:`pyro_lmmvae.gp` (this module imports nothing from there).
 
 With the mean-field Normal guide, :class:`~pyro.infer.TraceMeanField_ELBO` uses the analytic KL
 whenever torch registers one for the pair (Normal, Laplace, Gumbel priors); otherwise (StudentT,
@@ -15,7 +17,7 @@ global hyper-parameters train too: the guide gets an ``AutoNormal`` factor for t
 Examples
 --------
 >>> import pyro.distributions as dist
->>> prior = as_prior(dist.Laplace(0.0, 0.5))
+>>> prior = DistributionPrior(dist.Laplace(0.0, 0.5))
 >>> prior((2, 3)).batch_shape
 torch.Size([2, 3])
 """
@@ -33,7 +35,6 @@ from pyro.nn import PyroParam
 from pyro.poutine.util import site_is_subsample
 
 from .pyro_module import LocalPyroModule, local_params
-from .spectral import KERNEL_NAMES
 
 
 class EffectPrior(LocalPyroModule):
@@ -72,7 +73,7 @@ class EffectPrior(LocalPyroModule):
         """Learn which columns the effect matrix has (``Design.fixed_bases`` or ``random_bases``).
 
         Called by the model when the prior is attached. Priors that treat every column alike
-        ignore it; :class:`~pyro_lmmvae.spectral_priors.SpectralPrior` reads the basis columns.
+        ignore it; :class:`~pyro_lmmvae.gp.prior.SpectralPrior` reads the basis columns.
         """
 
 
@@ -305,40 +306,3 @@ def has_pyro_statements(prior: EffectPrior, shape: tuple[int, ...]) -> bool:
 
 def _short(value: torch.Tensor) -> str:
     return f"{float(value):.4g}" if value.numel() == 1 else f"tensor{tuple(value.shape)}"
-
-
-def as_prior(
-    prior: EffectPrior | dist.TorchDistribution | str | None, default_scale: float = 1.0
-) -> EffectPrior:
-    """Turn a user's prior specification into an :class:`EffectPrior`.
-
-    Parameters
-    ----------
-    prior : EffectPrior, pyro distribution, str or None
-        ``None`` gives ``Normal(0, default_scale)``; a distribution is wrapped in
-        :class:`DistributionPrior`; ``"learned_scale"`` gives :class:`LearnedScaleNormal`;
-        ``"covariance"`` gives :class:`RandomEffectCovariance` (random effects only); a
-        kernel name (``"se"``, ``"matern12"``, ``"matern32"``, ``"matern52"``, ``"periodic"``)
-        gives a :class:`~pyro_lmmvae.spectral_priors.SpectralPrior` with default settings.
-    default_scale : float, default 1.0
-        Scale of the default Normal prior.
-    """
-    if prior is None:
-        return DistributionPrior(dist.Normal(0.0, default_scale))
-    if isinstance(prior, EffectPrior):
-        return prior
-    if isinstance(prior, str):
-        if prior == "learned_scale":
-            return LearnedScaleNormal(default_scale)
-        if prior == "covariance":
-            return RandomEffectCovariance(default_scale)
-        if prior in KERNEL_NAMES:
-            from .spectral_priors import SpectralPrior  # noqa: PLC0415 (it builds on this module)
-
-            return SpectralPrior(prior, scale=default_scale)
-        raise ValueError(
-            f"unknown prior name {prior!r}; use 'learned_scale', 'covariance', a kernel name "
-            f"{KERNEL_NAMES} "
-            "or a distribution"
-        )
-    return DistributionPrior(prior)

@@ -6,7 +6,8 @@ in :mod:`pyro_lmmvae.design`; everything else is here:
 
 * :func:`validate_observations` — ``y`` and ``mask``: shape, dtype, NaN/inf at observed
   entries, values beyond float32, rows without an observed entry;
-* :func:`check_likelihood_support` — a Bernoulli likelihood needs ``y`` in [0, 1];
+* :func:`check_likelihood_support` — observed ``y`` in the likelihood's support (a
+  Bernoulli likelihood needs [0, 1]);
 * :func:`check_unit_scale` — the identity network warns when ``y`` is far from unit scale;
 * :func:`check_fit_arguments` — ``fit()``'s numbers (epochs, batch size, learning rates, ...).
 """
@@ -89,18 +90,19 @@ def validate_observations(
     return np.where(mask, y, 0.0).astype(np.float32), mask
 
 
-def check_likelihood_support(likelihood, y: np.ndarray, mask: np.ndarray) -> None:
-    """A Bernoulli likelihood needs observations in [0, 1] (0/1 or grey levels)."""
-    from pyro_lmmvae.models import BernoulliLikelihood
-
-    if not (likelihood == "bernoulli" or isinstance(likelihood, BernoulliLikelihood)):
+def check_likelihood_support(
+    support: tuple[float, float] | None, name: str, y: np.ndarray, mask: np.ndarray
+) -> None:
+    """The observed entries of y must lie in the likelihood's ``support`` (None: any value)."""
+    if support is None:
         return
+    low, high = support
     observed = y[mask]
-    if observed.size and (observed.min() < 0 or observed.max() > 1):
+    if observed.size and (observed.min() < low or observed.max() > high):
         raise ValueError(
-            f"likelihood='bernoulli' needs observations in [0, 1], but y has observed values in "
-            f"[{observed.min():.3g}, {observed.max():.3g}]: rescale y to [0, 1] or use "
-            "likelihood='gaussian'"
+            f"likelihood={name!r} needs observations in [{low:g}, {high:g}], but y has observed "
+            f"values in [{observed.min():.3g}, {observed.max():.3g}]: rescale y to "
+            f"[{low:g}, {high:g}] or use likelihood='gaussian'"
         )
 
 

@@ -1,4 +1,4 @@
-"""Tests of the LVAE-equivalent additive-GP configuration (``pyro_lmmvae.additive_gp``, spec §6)."""
+"""Tests of the LVAE-equivalent additive-GP configuration (``pyro_lmmvae.gp.additive``, spec §6)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ import pytest
 import torch
 
 from pyro_lmmvae import LMMVAE
-from pyro_lmmvae.additive_gp import (
+from pyro_lmmvae.design import Design
+from pyro_lmmvae.gp import (
     AdditiveGPConfig,
+    Kernel,
     additive_gp,
     categorical,
     continuous,
+    implied_kernel_matrix,
     interaction,
+    regular_grid_scaling,
 )
-from pyro_lmmvae.design import Design
-from pyro_lmmvae.spectral import Kernel, implied_kernel_matrix, regular_grid_scaling
 
 torch.set_num_threads(1)
 

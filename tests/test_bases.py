@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from pyro_lmmvae import LMMVAE, Design
-from pyro_lmmvae.spectral import (
+from pyro_lmmvae.gp import (
     Kernel,
+    SpectralPrior,
     fourier_features,
     random_feature_scaling,
     regular_grid_scaling,
 )
-from pyro_lmmvae.spectral_priors import SpectralPrior
 
 FORMULA = "~ 1 + age + fourier(age, 4) + sex:fourier(age, 2) + (1 + fourier(age, 2) | id)"
 

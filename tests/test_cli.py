@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.metadata
 import importlib.util
 import inspect
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +22,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from raw_files import write_tiny_mnist
+from raw_files import write_tiny_mnist, write_tiny_physionet
 
-from pyro_lmmvae import LMMVAE, arviz_compat, cli
-from pyro_lmmvae.datasets import make_health_mnist, make_synthetic
+from pyro_lmmvae import LMMVAE, arviz_compat, cli, defaults
+from pyro_lmmvae.cli.parser import build_parser
+from pyro_lmmvae.datasets import (
+    load_physionet,
+    make_health_mnist,
+    make_rotating_mnist,
+    make_synthetic,
+)
 from pyro_lmmvae.demo import DemoConfig
 
 FORMULA = "~ 1 + t + (1 + t | id)"
@@ -224,23 +232,189 @@ def test_help_lists_defaults(verb, expected, capsys):
     assert "(default: None)" not in text  # unset options say so in their help
 
 
-def test_cli_defaults_are_the_api_defaults():
-    """--help reads defaults from the source without importing it; they must be the API's."""
-    for source, name, function in [
-        ("api.py", "LMMVAE.__init__", LMMVAE.__init__),
-        ("api.py", "LMMVAE.fit", LMMVAE.fit),
-        ("api.py", "LMMVAE.predict", LMMVAE.predict),
-        ("api.py", "LMMVAE.effects", LMMVAE.effects),
-        ("datasets/mnist.py", "make_health_mnist", make_health_mnist),
-    ]:
-        signature = inspect.signature(function).parameters.values()
-        expected = {p.name: p.default for p in signature if p.default is not p.empty}
-        found = cli._source_defaults(source, name)
-        assert found == {k: v for k, v in expected.items() if k in found}, name
-    for name in ("max_epochs", "batch_size", "lr", "validation", "device", "kl", "progress"):
-        assert name in cli._source_defaults("api.py", "LMMVAE.fit"), name
-    demo = {f.name: f.default for f in dataclasses.fields(DemoConfig)}
-    assert cli._source_defaults("demo.py", "DemoConfig") == demo
+# Options that are files, or flags without a library parameter of the same name.
+NOT_PARAMETERS = {
+    "verb",
+    "dataset",
+    "formula",
+    "covariates",
+    "observations",
+    "mask",
+    "out",
+    "model",
+    "out_dir",
+    "context_covariates",
+    "context_observations",
+    "context_mask",
+    "no_progress",
+    "no_standardize",
+}
+RENAMED = {"epochs": "max_epochs", "draws": "num_draws"}  # CLI option -> parameter
+FILES = ["--covariates", "c.csv", "--observations", "y.npy", "--out", "m.pt"]
+
+
+def _signature_defaults(*functions) -> dict:
+    """Parameter -> default of ``functions``; the first function naming a parameter wins."""
+    found: dict = {}
+    for function in functions:
+        for p in inspect.signature(function).parameters.values():
+            if p.default is not p.empty:
+                found.setdefault(p.name, p.default)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("argv", "functions"),
+    [
+        (["fit", "--formula", "~ 1", *FILES], [LMMVAE.__init__, LMMVAE.fit]),
+        (["predict", "m.pt", "--covariates", "c.csv", "--out", "p.npy"], [LMMVAE.predict]),
+        (["impute", "m.pt", "--out", "i.npy"], [LMMVAE.impute]),
+        (["effects", "m.pt", "--out-dir", "e"], [LMMVAE.effects]),
+        (["demo", "--out", "d"], [DemoConfig]),
+        (["data", "health-mnist", "--out", "h.npz"], [make_health_mnist]),
+        (["data", "rotating-mnist", "--out", "r.npz"], [make_rotating_mnist]),
+        (["data", "physionet", "--out", "p.npz"], [load_physionet]),
+    ],
+)
+def test_cli_defaults_are_the_api_defaults(argv, functions):
+    """Every default the CLI shows (and uses) is the default of the parameter it is passed to,
+    read from the real signatures with :func:`inspect.signature`."""
+    parsed = {
+        k: v for k, v in vars(build_parser().parse_args(argv)).items() if not k.startswith("_")
+    }
+    expected = _signature_defaults(*functions)
+    options = {RENAMED.get(k, k): v for k, v in parsed.items() if k not in NOT_PARAMETERS}
+    assert options and set(options) <= set(expected), set(options) - set(expected)
+    assert options == {k: expected[k] for k in options}, argv[:2]
+    if argv[0] == "fit":
+        assert parsed["no_standardize"] is not expected["standardize"]
+        for name in ("max_epochs", "batch_size", "lr", "validation", "device", "kl", "progress"):
+            assert name in options, name
+    if argv[0] == "demo":  # every field of DemoConfig is an option
+        demo = {f.name: f.default for f in dataclasses.fields(DemoConfig)}
+        assert options == demo
+    if argv[0] == "data":
+        assert {"root", "seed"} <= set(options)
+
+
+def test_defaults_module_is_what_the_signatures_take():
+    """The library's signatures hold the constants of pyro_lmmvae.defaults (one source)."""
+    assert _signature_defaults(LMMVAE.__init__)["latent_dim"] == defaults.LATENT_DIM
+    assert _signature_defaults(LMMVAE.fit)["batch_size"] == defaults.BATCH_SIZE
+    assert _signature_defaults(LMMVAE.effects)["num_draws"] == defaults.NUM_DRAWS
+    assert _signature_defaults(make_health_mnist)["root"] == defaults.MNIST_ROOT
+    assert _signature_defaults(load_physionet)["root"] == defaults.PHYSIONET_ROOT
+
+
+HEAVY = ("pyro", "torch")
+HELP_ARGVS = [
+    [],
+    ["demo"],
+    ["data"],
+    ["data", "health-mnist"],
+    ["data", "rotating-mnist"],
+    ["data", "physionet"],
+    ["fit"],
+    ["predict"],
+    ["impute"],
+    ["effects"],
+]
+
+
+def test_help_imports_neither_pyro_nor_torch():
+    """`pyro-lmmvae [VERB] --help` for every verb, in a fresh interpreter: no Pyro, no torch."""
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from pyro_lmmvae.cli import main\n"
+        "heavy = {}\n"
+        f"for argv in {HELP_ARGVS!r}:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "        try:\n"
+        "            main([*argv, '--help'])\n"
+        "        except SystemExit as exit:\n"
+        "            assert exit.code == 0 and 'usage: pyro-lmmvae' in out.getvalue(), argv\n"
+        f"    heavy[' '.join(argv)] = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "print(json.dumps(heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    heavy = json.loads(done.stdout)
+    assert heavy == {" ".join(argv): [] for argv in HELP_ARGVS}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["data", "--help"]])
+def test_entry_point_help_does_not_import_pyro(argv):
+    """`python -m pyro_lmmvae [data] --help` (the `pyro-lmmvae` script's main) leaves Pyro out."""
+    command = [sys.executable, "-X", "importtime", "-m", "pyro_lmmvae", *argv]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("usage: pyro-lmmvae")
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert "pyro_lmmvae.cli" in imported and "pyro_lmmvae.defaults" in imported
+    assert "pyro" not in imported and "torch" not in imported
+    (script,) = [
+        e
+        for e in importlib.metadata.entry_points(group="console_scripts")
+        if e.name == "pyro-lmmvae"
+    ]
+    assert script.value == "pyro_lmmvae.cli:main" and script.load() is cli.main
+
+
+def test_data_verb_does_not_import_pyro(tmp_path):
+    """Building a dataset imports the generators, never Pyro."""
+    write_tiny_mnist(tmp_path / "mnist", n_per_digit=6)
+    argv = ["data", "health-mnist", "--root", str(tmp_path / "mnist")]
+    argv += ["--out", str(tmp_path / "h.npz"), "--n-per-digit", "2", "--n-times", "6"]
+    script = (
+        "import sys\n"
+        "from pyro_lmmvae.cli import main\n"
+        f"assert main({argv!r}) == 0\n"
+        "print('pyro' in sys.modules, 'pyro_lmmvae.datasets' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "False True"
+
+
+def test_data_verb_does_not_import_torch(tmp_path):
+    """Every dataset of `pyro-lmmvae data` builds with numpy, pandas and scipy: no torch (the
+    GP-synthetic generator, which needs it, loads only on use)."""
+    write_tiny_mnist(tmp_path / "mnist", n_per_digit=6)
+    write_tiny_physionet(tmp_path / "physionet")
+    mnist = ["--root", str(tmp_path / "mnist")]
+    argvs = {
+        "health-mnist": [*mnist, "--n-per-digit", "2", "--n-times", "6"],
+        "rotating-mnist": [*mnist, "--n-instances", "4", "--n-test-instances", "1"],
+        "physionet": ["--root", str(tmp_path / "physionet"), "--min-hours", "2"],
+    }
+    argvs = {k: ["data", k, *v, "--out", str(tmp_path / f"{k}.npz")] for k, v in argvs.items()}
+    script = (
+        "import json, sys\n"
+        "from pyro_lmmvae.cli import main\n"
+        "heavy = {}\n"
+        f"for name, argv in {argvs!r}.items():\n"
+        "    assert main(argv) == 0, name\n"
+        f"    heavy[name] = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "import pyro_lmmvae.datasets as datasets\n"
+        "heavy['loaded'] = [n for n in ('make_health_mnist', 'make_rotating_mnist',\n"
+        "    'load_physionet') if n in vars(datasets)]\n"
+        "print(json.dumps(heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    heavy = json.loads(done.stdout.splitlines()[-1])
+    assert heavy == {
+        "health-mnist": [],
+        "rotating-mnist": [],
+        "physionet": [],
+        "loaded": ["make_health_mnist", "make_rotating_mnist", "load_physionet"],
+    }
+    assert all((tmp_path / f"{name}.npz").is_file() for name in argvs)
 
 
 def test_data_verb_still_builds_a_cache(tmp_path, capsys):

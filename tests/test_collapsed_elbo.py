@@ -171,3 +171,25 @@ def test_validation_objective_of_a_subclassed_model_is_read_from_its_traces():
 
 class SubclassedOnly(OLMMModel):
     """A subclass that changes nothing: the traced path, same objective as the library's."""
+
+
+def test_a_subclassed_gsnn_model_leaves_the_local_reparam_fast_path():
+    """``local_reparam=True`` runs the torch GSNN loss only for the library's own classes."""
+    from pyro_lmmvae.guides import GSNNGuide
+    from pyro_lmmvae.training.loss import ELBOLoss, LocalReparamGSNNLoss, local_reparam_loss
+
+    model, guide, batch = _pair(structured=False)
+    model = copy.deepcopy(model)
+    model.objective = "gsnn"
+    gsnn_guide = GSNNGuide(guide.effects)
+    assert type(local_reparam_loss(model, gsnn_guide)) is LocalReparamGSNNLoss
+    edited = _as(model, PenalisedModel)
+    with pytest.warns(UserWarning, match="local_reparam=True uses the library's own"):
+        loss = local_reparam_loss(edited, gsnn_guide)
+    assert type(loss) is ELBOLoss
+    with torch.no_grad():
+        pyro.set_rng_seed(5)
+        plain = ELBOLoss(model, gsnn_guide)(batch)
+        pyro.set_rng_seed(5)
+        penalised = loss(batch)
+    torch.testing.assert_close(penalised - plain, torch.tensor(2.5, dtype=plain.dtype))

@@ -24,7 +24,7 @@ from pyro_lmmvae.datasets import (
     save_dataset,
 )
 from pyro_lmmvae.datasets import cache as cache_module
-from pyro_lmmvae.datasets import mnist as mnist_module
+from pyro_lmmvae.datasets import health_mnist as health_mnist_module
 from pyro_lmmvae.datasets.cache import FORMAT_VERSION, cached
 
 # --------------------------------------------------------------------------- tiny raw inputs
@@ -205,7 +205,7 @@ def test_generator_cache_keyed_on_arguments_not_root(tmp_path, mnist_root, monke
     def refuse(*args, **kwargs):
         raise AssertionError("rebuilt")
 
-    monkeypatch.setattr(mnist_module, "_build_health_mnist", refuse)
+    monkeypatch.setattr(health_mnist_module, "_build_health_mnist", refuse)
     # same arguments, moved raw data: loaded without reading MNIST
     assert_same_dataset(built, _small_health(tmp_path / "moved", seed=3, cache=path))
     with pytest.raises(AssertionError, match="rebuilt"):  # other arguments: rebuilt

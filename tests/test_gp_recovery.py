@@ -18,8 +18,7 @@ import pytest
 
 from pyro_lmmvae import LMMVAE
 from pyro_lmmvae.datasets import make_gp_synthetic
-from pyro_lmmvae.spectral import Kernel
-from pyro_lmmvae.spectral_priors import SpectralPrior
+from pyro_lmmvae.gp import Kernel, SpectralPrior
 
 KERNEL = Kernel("se", variance=1.0, lengthscale=1.5)
 Z_LIMIT = 3.0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pyro_lmmvae.datasets import LongitudinalDataset, make_gp_synthetic, synthetic_decoder
-from pyro_lmmvae.spectral import Kernel
+from pyro_lmmvae.gp import Kernel
 
 P, T, L, D = 60, 20, 2, 12
 N_TEST_TIMES = 4

@@ -69,7 +69,7 @@ def test_ctrl_c_in_a_cli_verb_is_one_line_with_the_resume_command(tmp_path, caps
         (tmp_path / "run.ckpt").write_bytes(b"x")  # a checkpoint written before the interrupt
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_run_fit", interrupted)
+    monkeypatch.setattr(cli.fit, "_run_fit", interrupted)
     argv = ["fit", "--formula", "~ 1", "--covariates", "c.csv", "--observations", "y.npy"]
     argv += ["--out", str(tmp_path / "m.pt"), "--checkpoint", str(tmp_path / "run.ckpt")]
     assert cli.main(argv) == 130

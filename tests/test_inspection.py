@@ -24,15 +24,16 @@ from matplotlib.figure import Figure
 
 from pyro_lmmvae import LMMVAE, EffectPrior
 from pyro_lmmvae.datasets import make_synthetic
-from pyro_lmmvae.inspection import latent_trajectories, prior_kernel
-from pyro_lmmvae.plots import plot_kernel, plot_trajectories
-from pyro_lmmvae.spectral import (
+from pyro_lmmvae.gp import (
     Kernel,
+    SpectralPrior,
     implied_kernel_matrix,
+    prior_kernel,
     random_feature_scaling,
     regular_grid_scaling,
 )
-from pyro_lmmvae.spectral_priors import SpectralPrior
+from pyro_lmmvae.inspection import latent_trajectories
+from pyro_lmmvae.plots import plot_kernel, plot_trajectories
 
 KERNEL_TOL = 1e-5  # float32 priors against float64 references, see the module docstring
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -216,6 +216,29 @@ def test_legacy_file_needs_trust_then_converts_exactly(tmp_path):
     np.testing.assert_array_equal(LMMVAE.load(converted).predict(covariates), expected)
 
 
+def test_legacy_file_with_a_spectral_prior_reads_the_moved_gp_modules(tmp_path):
+    """A 0.1 pickle names pyro_lmmvae.bases / .spectral / .spectral_priors, now pyro_lmmvae.gp."""
+    from pyro_lmmvae.gp import BasisColumn, Kernel
+
+    path = DATA / "model_v0_1_fourier.pt"
+    with pytest.raises(LegacyFormatError):
+        LMMVAE.load(path)
+    covariates = pd.read_csv(DATA / "model_v0_1_fourier_covariates.csv")
+    expected = np.load(DATA / "model_v0_1_fourier_predict.npy")
+    old = LMMVAE.load(path, trust_pickle=True)
+    np.testing.assert_array_equal(old.predict(covariates), expected)
+    prior = old.pair.model.effects.fixed_prior
+    assert isinstance(prior, SpectralPrior)
+    assert prior.terms == {"fourier(t,2)": Kernel("matern32", 1.0, 0.4)}
+    assert prior.learn == frozenset({"variance"})
+    assert all(isinstance(c, BasisColumn) for c in old.design.fixed_bases[-4:])
+    converted = old.save(tmp_path / "converted.pt")
+    torch.load(converted, weights_only=True)
+    again = LMMVAE.load(converted)
+    np.testing.assert_array_equal(again.predict(covariates), expected)
+    assert again.pair.model.effects.fixed_prior.describe() == prior.describe()
+
+
 # ----------------------------------------------------------------------------- version 0.2
 def test_file_of_0_2_keeps_its_input_standardization(tmp_path):
     """0.2 z-scored covariates before the formula; its files load with that design.

@@ -20,7 +20,8 @@ from pyro_lmmvae.datasets import make_synthetic
 from pyro_lmmvae.guides import MeanFieldEffects
 from pyro_lmmvae.models import FIXED_SITE, RANDOM_SITE, MixedEffects
 from pyro_lmmvae.objectives import normal_kl
-from pyro_lmmvae.priors import DistributionPrior, EffectPrior, LearnedScaleNormal, as_prior
+from pyro_lmmvae.prior_specs import as_prior
+from pyro_lmmvae.priors import DistributionPrior, EffectPrior, LearnedScaleNormal
 from pyro_lmmvae.pyro_module import local_params
 from pyro_lmmvae.training.loss import ClosedFormELBOLoss, CollapsedELBOLoss
 

@@ -1,4 +1,5 @@
-"""Tests of the Fourier basis / GP connection in ``pyro_lmmvae.spectral`` (spec §6)."""
+"""Tests of the kernels and the Fourier basis / GP connection in ``pyro_lmmvae.gp.kernels`` and
+``pyro_lmmvae.gp.spectral`` (spec §6)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from pyro_lmmvae.spectral import (
+from pyro_lmmvae.gp import (
     BasisScaling,
     Kernel,
     default_period,

@@ -22,6 +22,7 @@ from torch import nn
 from pyro_lmmvae import LMMVAE
 from pyro_lmmvae.data import InstanceBatcher, LongitudinalTensors
 from pyro_lmmvae.design import Design
+from pyro_lmmvae.draws import effect_draws
 from pyro_lmmvae.guides import OLMMGuide, StructuredEffects
 from pyro_lmmvae.models import GaussianLikelihood, MixedEffects, OLMMModel, linear_predictor
 from pyro_lmmvae.networks import GaussianEncoder
@@ -79,7 +80,8 @@ def test_predictor_moments_match_joint_draws():
     q = guide.effects
     with torch.no_grad(), local_params():
         mean, var = q.predictor_moments(batch)
-        fixed, random = q.draw(100_000, batch.instances, torch.Generator().manual_seed(1))
+        drawn = effect_draws(q, batch, 100_000, seed=1)  # joint draws through Predictive
+        fixed, random = drawn.fixed, drawn.random
         # Pyro's particle layout: A_f (S, 1, L, Q_f) left of the instance plate
         eta = linear_predictor(fixed.unsqueeze(1), random, batch).squeeze(1)  # (S, n, L)
     mc_mean, mean_se = _mean_se(eta)

@@ -33,7 +33,7 @@ import numbers
 import numpy as np
 import pandas as pd
 
-from ..spectral import Kernel
+from ..gp.kernels import Kernel
 from .base import LongitudinalDataset
 from .synthetic import (
     HIDDEN_WIDTHS,
@@ -91,7 +91,7 @@ def make_gp_synthetic(
         Observed dimension D (>= 1). Default 12.
     kernel : Kernel, optional
         Stationary covariance of the population trajectories, a
-        :class:`pyro_lmmvae.spectral.Kernel`. Default
+        :class:`pyro_lmmvae.gp.Kernel`. Default
         ``Kernel("se", variance=1.0, lengthscale=1.5)``.
     t_max : float, optional
         End of the time grid, finite and > 0. Default 10.0.
@@ -153,7 +153,7 @@ def make_gp_synthetic(
     Raises
     ------
     TypeError
-        If ``kernel`` is neither ``None`` nor a :class:`~pyro_lmmvae.spectral.Kernel`.
+        If ``kernel`` is neither ``None`` nor a :class:`~pyro_lmmvae.gp.Kernel`.
     ValueError
         If a count is not an integer or is below its minimum, a rate is
         outside ``[0, 1)``, a standard deviation is negative or not finite,
@@ -195,7 +195,7 @@ def make_gp_synthetic(
         kernel = _default_kernel()
     elif not isinstance(kernel, Kernel):
         raise TypeError(
-            f"kernel must be a pyro_lmmvae.spectral.Kernel or None, got {type(kernel).__name__}"
+            f"kernel must be a pyro_lmmvae.gp.Kernel or None, got {type(kernel).__name__}"
         )
     if isinstance(t_max, bool) or not isinstance(t_max, numbers.Real):
         raise ValueError(f"t_max must be a finite real number > 0, got {t_max!r}")

@@ -6,71 +6,32 @@ Its dataset is the list of instance positions ``0..P-1``; a batch of positions i
 :class:`~pyro_lmmvae.data.Batch` in one step by :class:`InstanceCollate`, which indexes every row
 of those instances from the in-memory tensors at once (no per-row collation).
 
-Which instances a process sees
-    The sampler is always a :class:`~torch.utils.data.distributed.DistributedSampler` built
-    with ``num_replicas = trainer.world_size`` and ``rank = trainer.global_rank`` (1 and 0 on one
-    device), ``shuffle=True`` and the fit's ``seed``; Lightning leaves such a sampler in place
-    and calls its ``set_epoch`` at the start of every epoch. The sampler draws one global
-    permutation ``randperm(P, generator seeded with seed + epoch)`` whatever the number of
-    processes, and rank r takes ``perm[r::W]``. So the instance order of an epoch is a function
-    of ``(seed, epoch)`` alone, the ranks see disjoint sets of instances that together cover all
-    of them, and step s of W ranks with per-rank batch b holds the instances
-    ``perm[W s b : W (s + 1) b]``: the very batch that one process with batch ``W b`` draws at
-    step s. (When W does not divide P the sampler repeats the first few instances of the
-    permutation so that every rank gets ``ceil(P / W)``; those are then counted twice in that
-    epoch.)
-
-Why averaging gradients over ranks is right for the global effects
-    The loss of a batch S of B instances is ``G + (P / B) sum_{p in S} l_p``: G holds the terms
-    that are not per instance (e.g. ``KL(q(A_f) || p(A_f))``), ``l_p`` those of instance p
-    (its rows' likelihood and latent KL, ``KL(q(u_p) || p(u_p))``), and ``Batch.scale = P / B``
-    makes the sum an unbiased estimate for the whole dataset. Under DDP each of the W ranks
-    builds its batch ``S_r`` of b instances, so its scale is ``P / b`` (P over the *per-rank*
-    batch), and DDP averages the gradients::
-
-        (1 / W) sum_r grad[G + (P / b) sum_{p in S_r} l_p]
-            = grad G + (P / (W b)) sum_{p in S} l_p,          S = union of the S_r
-
-    which is the gradient of one process with the global batch S of ``B = W b`` instances and
-    scale ``P / B``. The global terms enter once, as in one process; summing the ranks'
-    gradients instead would count them W times. Monte Carlo draws differ: each rank draws its
-    own noise (torch is seeded with ``seed + rank``), and with ``kl="trace_mean_field"`` each
-    rank draws its own A, so the averaged gradient averages W draws of A (same expectation).
+:func:`fit_lightning` is the entry point (``LMMVAE.fit_lightning``): it splits off the
+validation rows, builds the module and its data, and runs a :class:`lightning.Trainer`.
+How the instances are split across processes: :mod:`~pyro_lmmvae.training.lightning_data`;
+why averaging the gradients over ranks is right: :mod:`~pyro_lmmvae.training.lightning_module`.
 
 Scope
-    Training rows only: there is no validation set, early stopping or best-weights selection
-    in this path (the weights of the last epoch are kept). Gradients are dense: the sparse
-    random-effect gradients of the plain loop (``sparse_grad`` on the effects modules) are not
-    used here, and a loss module with ``sparse_grad`` set is refused.
+    Validation, early stopping, the convergence rule and best-weights selection are those of
+    :meth:`~pyro_lmmvae.LMMVAE.fit`; there are no checkpoints or resume. Gradients are dense:
+    the sparse random-effect gradients of the plain loop (``sparse_grad`` on the effects
+    modules) are not used here, and a loss module with ``sparse_grad`` set is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
 import logging
-import math
 import warnings
 from collections.abc import Callable, Iterator
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
-from torch.utils.data.distributed import DistributedSampler
 
-from pyro_lmmvae.data import Batch, InstanceBatcher, LongitudinalTensors
-from pyro_lmmvae.training.convergence import Convergence
-from pyro_lmmvae.training.loop import (
-    EPOCH_CAP,
-    ConvergenceWarning,
-    NonFiniteLossError,
-    TrainingHistory,
-    nonfinite_message,
-)
-from pyro_lmmvae.training.optim import instance_tables, statistical_parameters
+from pyro_lmmvae.training.lightning_data import InstanceCollate, InstanceData, InstanceDataset
+from pyro_lmmvae.training.lightning_module import LMMVAELightningModule, OptimizerFactory
+from pyro_lmmvae.training.loop import EPOCH_CAP, ConvergenceWarning
 
 __all__ = [
     "InstanceCollate",
@@ -80,344 +41,7 @@ __all__ = [
     "fit_lightning",
 ]
 
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
-
-class InstanceDataset(Dataset):
-    """The instance positions ``0..P-1`` of a training set; item i is the int i.
-
-    Parameters
-    ----------
-    n_instances : int
-        P (:attr:`InstanceBatcher.n_instances`).
-    """
-
-    def __init__(self, n_instances: int) -> None:
-        self.n_instances = int(n_instances)
-
-    def __len__(self) -> int:
-        return self.n_instances
-
-    def __getitem__(self, position: int) -> int:
-        if not 0 <= position < self.n_instances:
-            raise IndexError(f"instance position {position} out of range 0..{self.n_instances - 1}")
-        return int(position)
-
-
-class InstanceCollate:
-    """Collate function: a list of instance positions to the :class:`Batch` of their rows.
-
-    Parameters
-    ----------
-    batcher : InstanceBatcher
-        Holds the tensors; its ``batch(positions)`` gathers all rows of the instances at once.
-        The batch's scale is ``P / len(positions)``.
-    """
-
-    def __init__(self, batcher: InstanceBatcher) -> None:
-        self.batcher = batcher
-
-    def __call__(self, positions: list[int]) -> Batch:
-        index = torch.tensor(positions, dtype=torch.long, device=self.batcher.tensors.device)
-        return self.batcher.batch(index)
-
-
-class InstanceData:
-    """Batches of whole training instances, split across the processes of a trainer.
-
-    :meth:`dataloader` is called by :meth:`LMMVAELightningModule.train_dataloader` once the
-    trainer knows its world size and rank; it uses a seeded
-    :class:`~torch.utils.data.distributed.DistributedSampler` (see the module docstring), so the
-    instance order of every epoch follows from ``seed`` and is the same global order for any
-    number of processes.
-
-    Parameters
-    ----------
-    tensors : LongitudinalTensors
-        The training rows.
-    batch_size : int
-        Instances per batch *per process*; the global batch is ``batch_size * world_size``.
-    seed : int, default 0
-        Seed of the per-epoch permutation of the instances.
-    """
-
-    def __init__(self, tensors: LongitudinalTensors, batch_size: int, seed: int = 0) -> None:
-        self.batcher = InstanceBatcher(tensors, batch_size, shuffle=False)
-        self.batch_size = batch_size
-        self.seed = seed
-
-    @property
-    def n_rows(self) -> int:
-        """Number of training rows N."""
-        return len(self.batcher.tensors)
-
-    @property
-    def n_instances(self) -> int:
-        """Number of training instances P."""
-        return self.batcher.n_instances
-
-    def dataloader(self, world_size: int = 1, rank: int = 0) -> DataLoader:
-        """The loader of process ``rank`` out of ``world_size``."""
-        dataset = InstanceDataset(self.n_instances)
-        sampler = DistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed
-        )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            collate_fn=InstanceCollate(self.batcher),
-            num_workers=0,
-        )
-
-
-class LMMVAELightningModule(L.LightningModule):
-    """A loss module (``forward(batch) -> scalar``) trained by Lightning.
-
-    The optimizer and learning-rate schedule are those of the plain loop
-    (:func:`~pyro_lmmvae.training.loop.train`): Adam with an exponential decay of the learning
-    rate stepped once per epoch, and an optional learning rate of its own for the per-instance
-    parameters (:data:`~pyro_lmmvae.training.loop.LOCAL_PARAMETERS`).
-
-    Logged values (``self.log``; shown in the progress bar, and sent to a logger if the trainer
-    has one): ``train_loss``, each step's loss divided by the number of training rows N (the
-    loss estimates the negative ELBO of the whole training set, so this estimates it per row),
-    and ``train_loss_epoch``, the epoch's value that also goes to :attr:`history`.
-
-    Parameters
-    ----------
-    loss : torch.nn.Module
-        Returns the negative ELBO (or GSNN objective) estimate of a
-        :class:`~pyro_lmmvae.data.Batch`, e.g. ``LMMVAE.loss_module()``.
-    data : InstanceData, optional
-        The training batches (:meth:`train_dataloader`). Without it, pass loaders of
-        :class:`~pyro_lmmvae.data.Batch` objects to ``Trainer.fit(train_dataloaders=...)``.
-    n_rows : int, optional
-        Number of training rows N (losses are logged per row); ``data.n_rows`` by default,
-        required without ``data``.
-    lr : float, default 1e-3
-        Learning rate of the networks.
-    effects_lr : float, default 1e-2
-        Learning rate of the latent LMM's shared parameters, prior hyper-parameters, sigma_z
-        and the likelihood noise (as in :meth:`~pyro_lmmvae.LMMVAE.fit`).
-    lr_decay : float, default 1.0
-        Factor applied to the learning rates after each epoch.
-    local_lr : float, optional
-        Learning rate of the per-instance parameters, ``effects_lr`` by default.
-    optimizer : callable, default torch.optim.Adam
-        Called as ``optimizer(param_groups, lr=lr)``; e.g. ``torch.optim.SGD``.
-    seed : int, optional
-        Seed of the Monte Carlo draws: torch is seeded with ``seed + global_rank`` when the fit
-        starts. None leaves the RNG alone.
-
-    Attributes
-    ----------
-    history : TrainingHistory
-        Per epoch: the mean negative ELBO per training row (the losses of all processes' steps,
-        each divided by its batch's scale, summed and divided by the rows they covered; the
-        plain loop's definition) and the learning rate.
-    """
-
-    def __init__(
-        self,
-        loss: nn.Module,
-        data: InstanceData | None = None,
-        *,
-        n_rows: int | None = None,
-        lr: float = 1e-3,
-        effects_lr: float = 1e-2,
-        lr_decay: float = 1.0,
-        local_lr: float | None = None,
-        optimizer: OptimizerFactory = torch.optim.Adam,
-        seed: int | None = None,
-        validation: Callable[[torch.device], Callable[[], float]] | None = None,
-        n_val_rows: int | None = None,
-        patience: int | None = None,
-        until_converged: bool = False,
-    ) -> None:
-        super().__init__()
-        if n_rows is None:
-            if data is None:
-                raise ValueError("n_rows is needed without data (the number of training rows)")
-            n_rows = data.n_rows
-        self.loss = loss
-        self.data = data
-        self.n_rows = int(n_rows)
-        self.lr = lr
-        self.effects_lr = effects_lr
-        self.lr_decay = lr_decay
-        self.local_lr = local_lr
-        self.optimizer_factory = optimizer
-        self.seed = seed
-        self.history = TrainingHistory()
-        self._epoch_total: torch.Tensor | None = None
-        self._epoch_lr = math.nan
-        self.validation = validation
-        self.n_val_rows = n_val_rows
-        self.patience = patience
-        self.until_converged = until_converged
-        self._validate: Callable[[], float] | None = None
-        self._rule: Convergence | None = None
-        self._best_state: dict | None = None
-        self._best_val = math.inf
-        self._stale = 0
-
-    # ------------------------------------------------------------------ setup
-    def on_fit_start(self) -> None:
-        sparse = [name for name, m in self.loss.named_modules() if getattr(m, "sparse_grad", False)]
-        if sparse:
-            raise ValueError(
-                f"the Lightning path trains with dense gradients, but sparse_grad is set on "
-                f"{sparse}; unset it before fit_lightning"
-            )
-        if self.seed is not None:
-            torch.manual_seed(self.seed + self.global_rank)
-
-    def on_train_start(self) -> None:
-        if self.validation is not None:
-            self._validate = self.validation(self.device)
-        monitored_rows = self.n_val_rows if self.validation is not None else self.n_rows
-        steps = self.trainer.num_training_batches
-        steps = steps if isinstance(steps, int) and steps > 0 else 1
-        self._rule = Convergence(n_rows=monitored_rows or self.n_rows, steps_per_epoch=steps)
-
-    def train_dataloader(self) -> DataLoader:
-        """This process's loader of :attr:`data` (rank and world size from the trainer)."""
-        if self.data is None:
-            raise ValueError(
-                "this module has no data: pass data=InstanceData(...) or train_dataloaders= "
-                "to Trainer.fit"
-            )
-        return self.data.dataloader(self.trainer.world_size, self.trainer.global_rank)
-
-    def configure_optimizers(self):
-        tables = instance_tables(self.loss)
-        statistical = statistical_parameters(self.loss)
-        skip = {id(p) for p in tables} | {id(p) for p in statistical}
-        networks = [p for p in self.loss.parameters() if p.requires_grad and id(p) not in skip]
-        groups = [{"params": networks}]
-        if statistical:
-            groups.append({"params": statistical, "lr": self.effects_lr})
-        if tables:
-            local = self.effects_lr if self.local_lr is None else self.local_lr
-            groups.append({"params": tables, "lr": local})
-        optimizer = self.optimizer_factory(groups, lr=self.lr)
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.lr_decay)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "frequency": 1},
-        }
-
-    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
-        """Move a :class:`Batch` (a frozen dataclass) by replacing its tensor fields."""
-        if isinstance(batch, Batch):
-            moved = {
-                f.name: getattr(batch, f.name).to(device)
-                for f in dataclasses.fields(batch)
-                if isinstance(getattr(batch, f.name), torch.Tensor)
-            }
-            return dataclasses.replace(batch, **moved)
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
-    # ------------------------------------------------------------------ training
-    def forward(self, batch: Batch) -> torch.Tensor:
-        return self.loss(batch)
-
-    def on_train_epoch_start(self) -> None:
-        # [sum of loss / scale, rows covered] of this process's steps
-        wide = torch.float32 if self.device.type == "mps" else torch.float64  # (no f64 on MPS)
-        self._epoch_total = torch.zeros(2, dtype=wide, device=self.device)
-        # (Lightning steps an epoch-interval scheduler after the epoch's last batch, before
-        # on_train_epoch_end: the epoch's learning rate is read here.)
-        self._epoch_lr = float(self.trainer.optimizers[0].param_groups[0]["lr"])
-
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        failure: ValueError | None = None
-        try:
-            value = self.loss(batch)
-        except ValueError as err:  # e.g. a distribution rejecting a NaN/inf argument
-            if "not finite:" not in self._diagnosis(batch, float("nan"), batch_idx):
-                raise
-            failure, value = err, None
-        bad = failure is not None or not bool(torch.isfinite(value.detach()))
-        if self.trainer.world_size > 1:
-            # Every rank must stop together: one that raised alone would leave the others
-            # waiting in the gradient all-reduce.
-            flag = torch.tensor(float(bad), device=self.device)
-            bad_anywhere = bool(self.trainer.strategy.reduce(flag, reduce_op="sum") > 0)
-        else:
-            bad_anywhere = bad
-        if bad_anywhere:
-            if not bad:
-                raise NonFiniteLossError(
-                    f"the loss is not finite on another process at epoch {self.current_epoch}, "
-                    f"step {batch_idx}; the weights of the last good step are kept"
-                )
-            number = float("nan") if value is None else float(value.detach())
-            raise NonFiniteLossError(self._diagnosis(batch, number, batch_idx)) from failure
-        detached = value.detach()
-        total = self._epoch_total
-        total += torch.stack(
-            [detached.to(total.dtype) / batch.scale, total.new_tensor(batch.n_rows)]
-        )
-        self.log(
-            "train_loss",
-            detached / self.n_rows,
-            on_step=True,
-            on_epoch=False,
-            prog_bar=True,
-            batch_size=batch.n_rows,
-        )
-        return value
-
-    def _diagnosis(self, batch: Batch, number: float, step: int) -> str:
-        """The error message of a non-finite loss, naming what is not finite."""
-        try:
-            return nonfinite_message(self.loss, batch, number, self.current_epoch, step)
-        except Exception:  # the diagnosis itself failed: say what is known
-            return f"loss is {number} at epoch {self.current_epoch}, step {step}"
-
-    def on_train_epoch_end(self) -> None:
-        total = self._epoch_total
-        if total is None:
-            return
-        total = self.trainer.strategy.reduce(total.clone(), reduce_op="sum")
-        epoch_loss = float(total[0] / total[1]) if float(total[1]) > 0 else math.nan
-        self.history.train_loss.append(epoch_loss)
-        self.history.lr.append(self._epoch_lr)
-        # (already summed over the processes: the same on every rank, so syncing changes nothing
-        # but avoids Lightning's warning about unsynced epoch-level values)
-        self.log("train_loss_epoch", epoch_loss, prog_bar=True, sync_dist=True)
-        self._epoch_total = None
-        history = self.history
-        if self._validate is not None:  # every rank: the weights are the same on all of them
-            val = float(self._validate())
-            history.val_loss.append(val)
-            self.log("val_objective", val, prog_bar=True, sync_dist=True)
-            if val < self._best_val:
-                self._best_val, self._stale = val, 0
-                history.best_epoch = len(history.val_loss) - 1
-                self._best_state = copy.deepcopy(self.loss.state_dict())
-            else:
-                self._stale += 1
-        else:
-            history.best_epoch = len(history.train_loss) - 1
-        monitored = history.val_loss if self._validate is not None else history.train_loss
-        if self.patience is not None and self._stale >= self.patience:
-            history.stop_reason = "patience"
-            self.trainer.should_stop = True
-        elif self.until_converged and self._rule is not None and self._rule.converged(monitored):
-            history.stop_reason = "converged"
-            self.trainer.should_stop = True
-
-    def on_fit_end(self) -> None:
-        if not self.history.stop_reason:
-            self.history.stop_reason = "epoch_cap" if self.until_converged else "max_epochs"
-        if self._best_state is not None:  # the weights of the best validation epoch
-            self.loss.load_state_dict(self._best_state)
-
-
-# ---------------------------------------------------------------------- entry point
 @contextlib.contextmanager
 def _quiet_lightning(quiet: bool) -> Iterator[None]:
     """Silence Lightning's info messages (device summary, DDP set-up) and two warnings.
@@ -513,8 +137,9 @@ def fit_lightning(
     Validation, early stopping, the convergence rule and best-weights selection are those of
     :meth:`LMMVAE.fit`; what differs: no checkpoints or resume (use Lightning's own
     ``ModelCheckpoint``), dense gradients for the instance tables (every row moves on every
-    step) and ``local_lr`` defaulting to ``effects_lr``. See the module docstring for how
-    batches are split across processes and why averaging the gradients of DDP is the
+    step) and ``local_lr`` defaulting to ``effects_lr``. See
+    :mod:`~pyro_lmmvae.training.lightning_data` for how batches are split across processes and
+    :mod:`~pyro_lmmvae.training.lightning_module` for why averaging the gradients of DDP is the
     single-process gradient of the global batch.
     With ``"ddp_spawn"`` the weights come back to the calling process but the history does not.
     """

@@ -16,6 +16,8 @@ edited or subclassed model changes the loss. :func:`closed_form_loss` picks one;
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from pyro.infer import TraceMeanField_ELBO
 from torch import nn
@@ -227,23 +229,48 @@ def is_library_pair(model: nn.Module, guide: nn.Module) -> bool:
     """Whether model, guide, likelihood and priors are exactly the library's own classes.
 
     Subclasses and user classes are not: for them only a loss derived from the model's
-    traces reflects what they do.
+    traces reflects what they do. The guide may be the oLMM's or the GSNN's.
     """
-    from pyro_lmmvae.guides import MeanFieldEffects, OLMMGuide, StructuredEffects  # noqa: PLC0415
+    from pyro_lmmvae.guides import (  # noqa: PLC0415
+        GSNNGuide,
+        MeanFieldEffects,
+        OLMMGuide,
+        StructuredEffects,
+    )
     from pyro_lmmvae.models import MixedEffects, OLMMModel, PointEffects  # noqa: PLC0415
 
     q = getattr(guide, "effects", None)
     effects = getattr(model, "effects", None)
-    parts = [model.likelihood, getattr(guide, "encoder", None)]
+    parts = [model.likelihood]
+    if isinstance(guide, OLMMGuide):
+        parts.append(guide.encoder)
     if isinstance(effects, MixedEffects):
         parts += [effects.fixed_prior, effects.random_prior]
     return (
         type(model) is OLMMModel
-        and type(guide) is OLMMGuide
+        and type(guide) in (OLMMGuide, GSNNGuide)
         and type(effects) in (MixedEffects, PointEffects)
         and (q is None or (type(q) in (MeanFieldEffects, StructuredEffects) and q.hyper is None))
         and all(type(part).__module__.startswith(LIBRARY_PACKAGES) for part in parts)
     )
+
+
+def local_reparam_loss(model: nn.Module, guide: nn.Module) -> nn.Module:
+    """The GSNN loss with the local reparameterisation (:class:`LocalReparamGSNNLoss`) for the
+    library's own classes; for a subclassed or user model, guide, likelihood or prior, Pyro's
+    GSNN objective on the model's traces (:class:`ELBOLoss`, one draw of A per step), with a
+    warning: the torch fast path would not run what they change.
+    """
+    if is_library_pair(model, guide):
+        return LocalReparamGSNNLoss(model, guide)
+    warnings.warn(
+        "local_reparam=True uses the library's own oLMM-VAE GSNN loss, which does not run a "
+        "subclassed or user model, guide, likelihood or prior: training with Pyro's GSNN "
+        "objective on the model's traces instead (one draw of A per step)",
+        UserWarning,
+        stacklevel=3,
+    )
+    return ELBOLoss(model, guide)
 
 
 def closed_form_loss(model: nn.Module, guide: nn.Module) -> nn.Module:

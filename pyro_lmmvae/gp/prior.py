@@ -34,15 +34,15 @@ import torch
 from pyro.distributions import constraints
 from pyro.nn import PyroParam
 
-from pyro_lmmvae.bases import BasisColumn
-from pyro_lmmvae.priors import EffectPrior
-from pyro_lmmvae.spectral import (
+from pyro_lmmvae.gp.bases import BasisColumn
+from pyro_lmmvae.gp.kernels import (
     KERNEL_NAMES,
     Kernel,
     periodic_weights,
     positive_float,
     spectral_density,
 )
+from pyro_lmmvae.priors import EffectPrior
 
 __all__ = ["SpectralPrior"]
 

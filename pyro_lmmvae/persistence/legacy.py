@@ -1,37 +1,68 @@
 """Reading the pickled files of pyro_lmmvae 0.1 (formats 1–2), only on explicit trust.
 
 Version 0.1 saved the estimator's object graph with ``torch.save``. Unpickling it runs code
-named by the file, so :func:`~pyro_lmmvae.persistence.read_model_file` does it only with
+named by the file, so :func:`~pyro_lmmvae.persistence.files.read_model_file` does it only with
 ``trust_pickle=True``. The objects are then converted to the current layout (constructor
 arguments, rows, state dict), so that ``LMMVAE.load(path, trust_pickle=True).save(path)`` turns an
 old file into a new one. The named network is recognised by the shapes of its weights; a network
 of another shape is kept as a custom module.
+
+A pickle names the module of every object it holds, so the modules of 0.1 that have moved since
+are read from their new place (:data:`MOVED_MODULES`): the GP modules ``bases``, ``spectral``
+and ``spectral_priors`` now make up :mod:`pyro_lmmvae.gp`.
 """
 
 from __future__ import annotations
 
+import pickle
+import types
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from pyro_lmmvae.persistence import (
-    LEGACY_FORMATS,
-    ModelFileError,
+from pyro_lmmvae.persistence.codecs import (
     design_record,
     encode_frame,
     encode_likelihood,
     encode_prior,
 )
+from pyro_lmmvae.persistence.files import LEGACY_FORMATS, ModelFileError
 
-__all__ = ["read_legacy"]
+__all__ = ["MOVED_MODULES", "read_legacy"]
+
+#: Modules of 0.1 whose classes live elsewhere now: ``{old module: where to look them up}``.
+#: :mod:`pyro_lmmvae.gp` exports every public name of the three flat GP modules it replaced
+#: (``BasisColumn``, ``Kernel``, ``SpectralPrior``, ...).
+MOVED_MODULES = {
+    "pyro_lmmvae.bases": "pyro_lmmvae.gp",
+    "pyro_lmmvae.spectral": "pyro_lmmvae.gp",
+    "pyro_lmmvae.spectral_priors": "pyro_lmmvae.gp",
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    """Reads a class of a moved module from its new place (:data:`MOVED_MODULES`)."""
+
+    def find_class(self, module: str, name: str):
+        return super().find_class(MOVED_MODULES.get(module, module), name)
+
+
+def _load(file, **kwargs):
+    return _Unpickler(file, **kwargs).load()
+
+
+# what torch.load calls for unpickling: a module with Unpickler and load
+_PICKLE = types.ModuleType("pyro_lmmvae_legacy_pickle")
+_PICKLE.Unpickler = _Unpickler
+_PICKLE.load = _load
 
 
 def read_legacy(path: str | Path) -> dict:
     """A 0.1 file as a current payload (plus ``legacy_modules`` for unrecognised networks)."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_PICKLE)
     except Exception as err:  # whatever unpickling an old object graph raises
         raise ModelFileError(f"{path}: cannot read this pyro_lmmvae 0.1 file ({err})") from err
     if not isinstance(state, dict) or state.get("format") not in LEGACY_FORMATS:

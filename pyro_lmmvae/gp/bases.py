@@ -24,7 +24,7 @@ for its linear term. Polynomial and B-spline bases are formulae's own stateful `
 ``bs(x, df=...)``, which work in the same places.
 
 The prior that turns a basis into a reduced-rank Gaussian process is
-:class:`~pyro_lmmvae.spectral_priors.SpectralPrior`; :class:`BasisColumn` is what it reads.
+:class:`~pyro_lmmvae.gp.prior.SpectralPrior`; :class:`BasisColumn` is what it reads.
 """
 
 from __future__ import annotations
@@ -38,13 +38,8 @@ from typing import ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from pyro_lmmvae.spectral import (
-    KERNEL_NAMES,
-    Kernel,
-    fourier_features,
-    positive_float,
-    positive_int,
-)
+from pyro_lmmvae.gp.kernels import KERNEL_NAMES, Kernel, positive_float, positive_int
+from pyro_lmmvae.gp.spectral import fourier_features
 
 __all__ = ["BASIS_NAMES", "BasisColumn", "FourierBasis", "RandomFourierBasis", "basis_namespace"]
 

@@ -1,0 +1,7 @@
+"""``python -m pyro_lmmvae``: the ``pyro-lmmvae`` command."""
+
+import sys
+
+from pyro_lmmvae.cli import main
+
+sys.exit(main())
