@@ -13,7 +13,7 @@ Each notebook runs in a fresh ``python3`` kernel whose working directory is this
 the default ``DATA_ROOT``, ``../../shared/data``, is the shared data folder next to the
 checkout), with ``PYRO_LMMVAE_NOTEBOOK_SMALL`` unset, and is written back atomically only if
 every cell ran. Needs the ``notebooks`` extra: ``pip install -e ".[notebooks]"``.
-``tests/test_notebooks.py`` runs every source at CI size and checks that each pair is in step.
+``tests/docs/test_notebooks.py`` runs every source at CI size and checks that each pair is in step.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ The signatures of :class:`~pyro_lmmvae.LMMVAE` (``__init__``, ``fit``, ``predict
 :func:`~pyro_lmmvae.datasets.load_physionet`) take these constants as their defaults, and the
 command line shows and uses the same objects. This module imports nothing, so that
 ``pyro-lmmvae VERB --help`` lists the defaults without loading torch or Pyro.
-``tests/test_cli.py`` checks every default the command line shows against
+``tests/cli/test_cli.py`` checks every default the command line shows against
 :func:`inspect.signature` of the function it calls.
 
 Defaults that are None are written in the signatures themselves (None says "not set").

@@ -158,7 +158,7 @@ class ClosedFormELBOLoss(nn.Module):
     Pure torch, no Pyro trace: the fast path for the library's own model, guide, likelihoods and
     priors, which :func:`closed_form_loss` picks only for them. Its value equals
     :class:`CollapsedELBOLoss` (the same objective derived from the model's traces) exactly in
-    its KL terms and in expectation overall (``tests/test_collapsed_elbo.py``), so the model
+    its KL terms and in expectation overall (``tests/math/test_collapsed_elbo.py``), so the model
     stays the source of truth: any other model, guide or prior gets :class:`CollapsedELBOLoss`.
 
     Parameters

@@ -40,8 +40,6 @@ SIGMA_Z = 1.3  # not 1, so that a missing sigma_z factor shows up
 OLMM_FORMULA = "~ 1 + x + g + (1 + x | id)"  # Q_f = 3, k = 2: q(A_f) and q(u_p)
 SLMM_FORMULA = "~ 1 + x + g + (1 | id)"  # the GSNN per-instance intercept (point estimate)
 
-pytestmark = pytest.mark.usefixtures("isolated_pyro")
-
 
 # --------------------------------------------------------------------------- helpers
 

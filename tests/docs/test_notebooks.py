@@ -23,7 +23,7 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 CellExecutionError = pytest.importorskip("nbclient.exceptions").CellExecutionError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CELL_TIMEOUT_S = 600

@@ -20,11 +20,6 @@ from pyro_lmmvae.draws import effect_draws, group_batch
 from pyro_lmmvae.inspection import _with_instances
 
 
-@pytest.fixture(autouse=True)
-def _isolated(isolated_pyro):
-    yield
-
-
 @pytest.fixture(scope="module")
 def split():
     return make_synthetic(n_instances=10, n_times=8, n_test_times=2, seed=0).split("train")

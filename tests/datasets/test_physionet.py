@@ -10,7 +10,7 @@ from raw_files import physionet_record, write_physionet
 
 from pyro_lmmvae.datasets.physionet import VARIABLES, load_physionet
 
-REAL_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "physionet2012"
+REAL_ROOT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "physionet2012"
 J = {name: j for j, name in enumerate(VARIABLES)}
 
 

@@ -21,7 +21,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the TOML reader that pip vendors
     from pip._vendor import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOP = "pyro_lmmvae"
 
 

@@ -23,7 +23,7 @@ from pyro_lmmvae.persistence import (
 )
 from pyro_lmmvae.training.checkpoint import CHECKPOINT_KEY, read_checkpoint
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 FIT = dict(max_epochs=2, batch_size=8, validation=None, progress=False)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from raw_files import write_tiny_mnist
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 GUIDE = README.parent / "docs" / "guide.md"  # continues the README's quickstart
 SHARED_MNIST = "../shared/data/mnist"
 

@@ -205,7 +205,7 @@ def test_custom_networks(small_synthetic):
 
 # ----------------------------------------------------------------------------- packaging, CLI
 def test_wheel_contains_every_subpackage(tmp_path):
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     subprocess.run(
         [
             sys.executable,

@@ -40,11 +40,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LOG_VAR_FLOOR = -8.0  # the guide's variance floor e^-8 (guides/effects.py)
 
 
-@pytest.fixture(autouse=True)
-def _isolated(isolated_pyro):
-    yield
-
-
 @pytest.fixture(scope="module")
 def split():
     ds = make_synthetic(n_instances=12, n_times=6, seed=0).split("train")

@@ -29,8 +29,6 @@ from pyro_lmmvae.training.loss import (
     is_library_pair,
 )
 
-pytestmark = pytest.mark.usefixtures("isolated_pyro")
-
 N_SE = 4.0
 
 

@@ -15,7 +15,6 @@ import math
 import numpy as np
 import pandas as pd
 import pyro
-import pytest
 import torch
 from formulae import design_matrices
 from pyro import poutine
@@ -147,9 +146,6 @@ def _batch_means(loss: nn.Module, batch: Batch, n_batches: int, params=()) -> tu
 
 def _mean_se(samples: np.ndarray) -> tuple[float, float]:
     return float(samples.mean()), float(samples.std(ddof=1) / math.sqrt(len(samples)))
-
-
-pytestmark = pytest.mark.usefixtures("isolated_pyro")
 
 
 # --------------------------------------------------------------------------- expected KL

@@ -36,7 +36,7 @@ from pyro_lmmvae.demo import DemoConfig
 
 FORMULA = "~ 1 + t + (1 + t | id)"
 FAST = ["--latent-dim", "2", "--epochs", "2", "--batch-size", "4", "--no-progress"]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
 HAS_PYARROW = importlib.util.find_spec("pyarrow") is not None
 

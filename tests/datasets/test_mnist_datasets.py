@@ -25,7 +25,7 @@ from pyro_lmmvae.datasets.mnist import (
     read_idx,
 )
 
-MNIST_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+MNIST_ROOT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
 N_PER_DIGIT = 10

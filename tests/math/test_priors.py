@@ -29,9 +29,6 @@ N_SE = 4.0
 FORMULA = "~ 1 + t + g + (1 + t | id)"
 
 
-pytestmark = pytest.mark.usefixtures("isolated_pyro")
-
-
 @pytest.fixture(scope="module")
 def train_split():
     return make_synthetic(n_instances=20, seed=0).split("train")

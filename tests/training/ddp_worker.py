@@ -3,11 +3,12 @@
 Run as a script (Lightning's ``"ddp"`` launcher starts the other ranks by running
 ``sys.argv`` again)::
 
-    python tests/ddp_worker.py OUTDIR --devices 2 --batch-size 4
+    python tests/training/ddp_worker.py OUTDIR --devices 2 --batch-size 4
 
 Each rank writes ``OUTDIR/rank{r}.pt``: its final ``state_dict`` (model and guide), the
-instance ids of every batch it trained on, and its history. ``tests/test_lightning.py`` also
-imports :func:`build_estimator` and :func:`run` for the single-process reference.
+instance ids of every batch it trained on, and its history.
+``tests/training/test_lightning.py`` also imports :func:`build_estimator` and :func:`run` for
+the single-process reference.
 
 The run is deterministic apart from floating-point reduction order: the encoder's log-variance
 is a constant -60 (sigma = e^-30 ~ 1e-13, so the reparameterised draw ``mu + sigma * eps``

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-BUILD = Path(__file__).resolve().parents[1] / "docs" / "build_api.py"
+BUILD = Path(__file__).resolve().parents[2] / "docs" / "build_api.py"
 _spec = importlib.util.spec_from_file_location("build_api", BUILD)
 build_api = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(build_api)

@@ -32,8 +32,6 @@ from pyro_lmmvae.pyro_module import local_params
 from pyro_lmmvae.training.loss import ELBOLoss
 from pyro_lmmvae.variants import VariantOptions, build_pair
 
-pytestmark = pytest.mark.usefixtures("isolated_pyro")
-
 F64 = torch.float64
 N_SE = 4.0
 SIGMA_Z = 1.3  # not 1, so that a missing sigma_z factor shows up

@@ -30,8 +30,6 @@ from pyro_lmmvae.objectives import expected_conditional_kl
 from pyro_lmmvae.pyro_module import local_params
 from pyro_lmmvae.training.loss import ClosedFormELBOLoss, ELBOLoss
 
-pytestmark = pytest.mark.usefixtures("isolated_pyro")
-
 N_SE = 4.0
 FORMULA = "~ 1 + x + g + (1 + x | id)"  # Q_f = 3, k = 2, correlated
 
