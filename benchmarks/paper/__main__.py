@@ -4,8 +4,11 @@ Usage (from the repository root)::
 
     python -m benchmarks.paper health_mnist --preset reduced --out benchmarks/results/health_mnist
     python -m benchmarks.paper physionet --preset tiny --set training.max_epochs=2 --out /tmp/p
+    python -m benchmarks.paper --baselines-only benchmarks/results/paper/health_mnist
 
-``CONFIG`` is a TOML file or the name of one in ``benchmarks/paper/configs``.
+``CONFIG`` is a TOML file or the name of one in ``benchmarks/paper/configs``. With
+``--baselines-only`` it is instead a results folder of an earlier run: the trivial baselines are
+added to it without training anything (:func:`benchmarks.paper.harness.baselines_only`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 
 import torch
 
-from .harness import load_config, run_benchmark
+from .harness import baselines_only, load_config, run_benchmark
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,10 +28,22 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "config", help="TOML file, or health_mnist | rotating_mnist | physionet | synthetic"
+        "config",
+        help="TOML file, or health_mnist | rotating_mnist | physionet | synthetic; with "
+        "--baselines-only, a results folder holding run.json",
     )
-    parser.add_argument("--preset", default=None, help="tiny | reduced | full")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--preset", default=None, help="tiny | reduced | converged | full")
+    parser.add_argument("--out", default=None, help="output folder (required to run)")
+    parser.add_argument(
+        "--baselines-only",
+        action="store_true",
+        help="add the trivial baselines to the stored results in the folder CONFIG (no training)",
+    )
+    parser.add_argument(
+        "--linear",
+        action="store_true",
+        help="with --baselines-only: also fit the linear LMM baseline (this trains)",
+    )
     parser.add_argument("--root", default="../shared/data", help="shared data folder")
     parser.add_argument("--cache", default=None, help="compressed dataset cache file (.npz)")
     parser.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
@@ -48,6 +63,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="skip runs already in results.csv")
     parser.add_argument("--progress", action="store_true", help="show per-fit progress bars")
     args = parser.parse_args(argv)
+    if args.baselines_only:
+        try:
+            if args.threads is not None:
+                torch.set_num_threads(args.threads)
+            baselines_only(
+                args.config,
+                root=args.root,
+                cache=args.cache,
+                linear=args.linear,
+                device=args.device,
+            )
+        except (ValueError, FileNotFoundError) as err:
+            parser.error(str(err))
+        return 0
+    if args.out is None:
+        parser.error("--out is required (except with --baselines-only)")
     overrides = list(args.set)
     if args.seeds is not None:
         overrides.append(f"seeds={args.seeds}")

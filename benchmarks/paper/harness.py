@@ -19,7 +19,21 @@ prior is ``~ fixed + (random | instance)``. The ELBO-trained sLMM-VAE's per-inst
 random intercept (spec §9: "u_p, or ε_p in ELBO-trained sLMM"), so its formula drops the ``1`` of
 the random term. Baselines: ``VAE`` (``~ 0``), ``CVAE`` (the fixed columns of a covariate set plus
 the instance one-hot ``C(instance)`` on the networks, spec §8) and ``GP stand-in`` (the LVAE's
-additive GP as SE-scaled Fourier features, :func:`pyro_lmmvae.additive_gp.additive_gp`, spec §9).
+additive GP as SE-scaled Fourier features, :func:`pyro_lmmvae.gp.additive_gp`, spec §9).
+``baseline: linear LMM`` is the oLMM-VAE of a covariate set with a linear decoder ``g(z) = Wz + b``
+(PPCA with an LMM prior; the encoder is the data set's named one): the library's own estimator,
+``LMMVAE(..., decoder=torch.nn.Linear(L, D))``. Another model is registered in
+:data:`MODEL_FITTERS`.
+
+Trivial baselines
+-----------------
+Every experiment with an imputation, prediction or interpolation task also reports the trivial
+baselines of :mod:`benchmarks.paper.baselines` (``baseline: per-time mean``, ``baseline: last
+observed frame``, ``baseline: nearest observed frame``, ``baseline: population mean``), computed
+from the training rows' observed entries, once (they are deterministic: seed 0 only, ``L = 0``,
+``2M = 0``). The time covariate is :data:`TIME_COVARIATES`'s entry of the data set, or
+``[trivial_baselines] time = "...", period = ...`` of the configuration; ``enabled = false``
+turns them off. :func:`baselines_only` adds them to stored results without training anything.
 
 Tasks
 -----
@@ -37,17 +51,19 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import tomllib
+import torch
+from torch import nn
 
 from benchmarks.machine import machine as describe_machine
 from pyro_lmmvae import LMMVAE, metrics
-from pyro_lmmvae.additive_gp import additive_gp, categorical, continuous, interaction
 from pyro_lmmvae.datasets import (
     LongitudinalDataset,
     load_physionet,
@@ -55,9 +71,11 @@ from pyro_lmmvae.datasets import (
     make_rotating_mnist,
     make_synthetic,
 )
-from pyro_lmmvae.io import write_text_atomic
+from pyro_lmmvae.gp import additive_gp, categorical, continuous, interaction
+from pyro_lmmvae.io import write_atomic, write_text_atomic
 
-from . import report
+from . import baselines, report
+from .gp_vae import fit_gp_vae
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 LMM_MODELS = {
@@ -66,7 +84,21 @@ LMM_MODELS = {
     "oLMM-GSNN": ("olmm", "gsnn"),
     "sLMM-GSNN": ("slmm", "gsnn"),
 }
-BASELINES = ("VAE", "CVAE", "GP stand-in")
+LINEAR_BASELINE = "baseline: linear LMM"
+BASELINES = ("VAE", "CVAE", "GP stand-in", LINEAR_BASELINE)
+#: Trivial baselines (no training), one row per experiment and task: "baseline: " + name.
+TRIVIAL_BASELINES = tuple(f"{report.BASELINE_PREFIX}{name}" for name in baselines.NAMES)
+#: The tasks the trivial baselines take part in.
+TRIVIAL_TASKS = ("imputation", "prediction", "interpolation")
+#: Trivial baselines drawn beside the models in the image and trajectory figures.
+FIGURE_BASELINES = TRIVIAL_BASELINES[:3]
+#: Data set → (time covariate, its period or None) of the trivial baselines.
+TIME_COVARIATES: dict[str, tuple[str, float | None]] = {
+    "health_mnist": ("age", None),
+    "rotating_mnist": ("angle", 2 * np.pi),
+    "physionet": ("t", None),
+    "synthetic": ("t", None),
+}
 TASKS = ("imputation", "prediction", "interpolation", "mcc_seeds", "mcc_truth")
 KEY = ["experiment", "model", "covariates", "latent_dim", "n_basis", "seed"]
 
@@ -151,10 +183,11 @@ def _check_config(config: dict) -> None:
             if model not in LMM_MODELS:
                 raise ValueError(f"experiment {name}: unknown model {model!r} ({list(LMM_MODELS)})")
         for model, cov in exp.get("baselines", {}).items():
-            if model not in BASELINES:
-                raise ValueError(f"experiment {name}: unknown baseline {model!r} ({BASELINES})")
-            if model == "CVAE" and cov not in sets:
-                raise ValueError(f"experiment {name}: CVAE covariate set {cov!r} is not defined")
+            known = (*BASELINES, *MODEL_FITTERS)
+            if model not in known:
+                raise ValueError(f"experiment {name}: unknown baseline {model!r} ({known})")
+            if model in ("CVAE", LINEAR_BASELINE) and cov not in sets:
+                raise ValueError(f"experiment {name}: {model} covariate set {cov!r} is not defined")
         for cov in exp.get("covariates", []):
             if cov not in sets:
                 raise ValueError(f"experiment {name}: covariate set {cov!r} is not defined")
@@ -215,9 +248,24 @@ class Run:
         return (self.model, self.covariates, self.latent_dim, self.n_basis, self.seed, self.network)
 
 
+def _trivial_runs(config: dict) -> list[Run]:
+    """One run per trivial baseline and experiment that has a task they take part in."""
+    if not config.get("trivial_baselines", {}).get("enabled", True):
+        return []
+    return [
+        Run(name, model, "-", 0, 0, 0, "-")
+        for name, exp in config["experiments"].items()
+        if exp.get("enabled", True) and set(exp.get("tasks", [])) & set(TRIVIAL_TASKS)
+        for model in TRIVIAL_BASELINES
+    ]
+
+
 def plan_runs(config: dict) -> list[Run]:
-    """Every run of the configuration, seed-major so that a time budget covers all cells."""
-    runs = []
+    """Every run of the configuration, seed-major so that a time budget covers all cells.
+
+    The trivial baselines come first (they take no training), then the fits.
+    """
+    runs = _trivial_runs(config)
     seeds = int(config.get("seeds", 1))
     for seed in range(seeds):
         for name, exp in config["experiments"].items():
@@ -280,12 +328,22 @@ def model_arguments(run: Run, config: dict, train: LongitudinalDataset) -> tuple
     fixed = _fill(cov["fixed"], run.n_basis)
     if run.model == "CVAE":
         return f"~ {fixed} + C({instance})", common | {"variant": "cvae"}
-    variant, objective = LMM_MODELS[run.model]
+    variant, objective = LMM_MODELS.get(run.model, ("olmm", "elbo"))  # the linear LMM: an oLMM
     random = _fill(cov.get("random", "1"), run.n_basis)
     if variant == "slmm" and objective == "elbo":
         random = _without_intercept(random)
     formula = f"~ {fixed}" + (f" + ({random} | {instance})" if random else "")
-    return formula, common | {"variant": variant, "objective": objective}
+    kwargs = common | {"variant": variant, "objective": objective}
+    if run.model == LINEAR_BASELINE:
+        kwargs["decoder"] = linear_decoder(run.latent_dim, train.n_features, run.seed)
+    return formula, kwargs
+
+
+def linear_decoder(latent_dim: int, obs_dim: int, seed: int) -> nn.Module:
+    """``g(z) = W z + b``, initialised from ``seed`` (the decoder of ``baseline: linear LMM``)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Linear(latent_dim, obs_dim)
 
 
 def _component(text: str, period: float | None = None):
@@ -336,6 +394,64 @@ def evaluate(model: LMMVAE, tasks: list[str], splits: Splits, gsnn: bool) -> tup
             z = train.truth["z"][train.data["row"].to_numpy()]
             out["mcc_truth"] = metrics.mcc(latents, z)
     return out, arrays
+
+
+@dataclass(frozen=True)
+class Precomputed:
+    """Predictions computed beforehand, behind the part of the LMMVAE interface that
+    :func:`evaluate` uses (the trivial baselines)."""
+
+    imputation: np.ndarray
+    prediction: np.ndarray
+
+    def impute(self, y, mask, data, keep_observed: bool = False) -> np.ndarray:
+        """The imputed training rows."""
+        return self.imputation
+
+    def predict(self, data) -> np.ndarray:
+        """The predicted test rows."""
+        return self.prediction
+
+
+def trivial_baselines(config: dict, splits: Splits) -> dict[str, Precomputed]:
+    """The trivial baselines' imputations of the training rows and predictions of the test rows.
+
+    Parameters
+    ----------
+    config : dict
+        From :func:`load_config`: the data set picks the time covariate of
+        :data:`TIME_COVARIATES`, which ``[trivial_baselines] time`` / ``period`` override.
+    splits : Splits
+
+    Returns
+    -------
+    dict of str to Precomputed
+        :data:`TRIVIAL_BASELINES` → predictions, scored by :func:`evaluate` like a model's.
+    """
+    time_column, period = TIME_COVARIATES.get(config["dataset"], (None, None))
+    options = config.get("trivial_baselines", {})
+    time_column = options.get("time", time_column)
+    period = options.get("period", period if "time" not in options else None)
+    train, test = splits.train, splits.test
+    if time_column is None or time_column not in train.data:
+        raise ValueError(
+            f"trivial baselines: no time covariate {time_column!r} in the data; set "
+            "[trivial_baselines] time = COLUMN (or enabled = false)"
+        )
+
+    def rows(ds: LongitudinalDataset) -> tuple[np.ndarray, np.ndarray]:
+        ids = ds.data[ds.instance_column].to_numpy()
+        return ids, ds.data[time_column].to_numpy(dtype=float)
+
+    ids, t = rows(train)
+    fits = baselines.predict_all(ids, t, train.y, train.mask, ids, t, period=period)
+    held_out = baselines.predict_all(ids, t, train.y, train.mask, *rows(test), period=period)
+    return {
+        f"{report.BASELINE_PREFIX}{name}": Precomputed(
+            baselines.impute(fits[name], train.y, train.mask), held_out[name]
+        )
+        for name in baselines.NAMES
+    }
 
 
 # ----------------------------------------------------------------------------- driver
@@ -417,6 +533,7 @@ def run_benchmark(
     fitted: dict[tuple, tuple[dict, float, int]] = {}
     latents: dict[tuple, dict[int, np.ndarray]] = {}
     examples: dict[tuple, dict[str, np.ndarray]] = {}
+    trivial: dict[str, Precomputed] = {}
     skipped = 0
     for run in plan_runs(config):
         exp = config["experiments"][run.experiment]
@@ -426,7 +543,12 @@ def run_benchmark(
         if time_budget is not None and elapsed > time_budget:
             skipped += 1
             continue
-        if run.fit_key() in fitted:
+        if run.model in TRIVIAL_BASELINES:
+            trivial = trivial or trivial_baselines(config, splits)
+            scores, arrays = evaluate(trivial[run.model], exp.get("tasks", []), splits, True)
+            seconds, epochs = 0.0, 0
+            examples[(run.experiment, run.model, run.covariates, 0, 0)] = arrays
+        elif run.fit_key() in fitted:
             scores, seconds, epochs = fitted[run.fit_key()]
         else:
             scores, arrays, seconds, epochs = _fit_and_evaluate(
@@ -465,6 +587,146 @@ def run_benchmark(
     return results
 
 
+def baselines_only(
+    results_dir: str | Path,
+    *,
+    root: str | Path = "../shared/data",
+    cache: str | Path | None = None,
+    linear: bool = False,
+    device: str = "cpu",
+    log=print,
+) -> pd.DataFrame:
+    """Add the trivial baselines (and optionally the linear LMM) to a stored benchmark result.
+
+    The data are rebuilt from the resolved configuration in ``results_dir/run.json``; the trivial
+    baselines of every experiment are scored as :func:`run_benchmark` would (no training). With
+    ``linear=True`` the ``baseline: linear LMM`` of :func:`linear_runs` is also fitted, with the
+    stored ``[training]`` settings and seeds. Written:
+
+    * ``baselines.csv``: their rows (the columns of ``results.csv``; linear LMM rows of an earlier
+      call are kept when ``linear`` is False);
+    * ``baselines.json``: the command, the time covariate and the data set's size;
+    * ``results.md``: rewritten from ``results.csv`` plus those rows (trivial baseline rows already
+      in ``results.csv`` are replaced), so every table shows the baselines and marks the models
+      that lose to them;
+    * ``figures/*_vs_basis.png``: redrawn with the baselines as horizontal lines.
+
+    ``results.csv`` and ``run.json`` are left as they are.
+
+    Parameters
+    ----------
+    results_dir : str or Path
+        A folder written by :func:`run_benchmark`.
+    root : str or Path, default "../shared/data"
+        The shared data folder.
+    cache : str or Path, optional
+        Compressed dataset cache file.
+    linear : bool, default False
+        Also fit the linear LMM (this trains: minutes per preset on a CPU).
+    device : str, default "cpu"
+        Device of the linear LMM's fits.
+    log : callable
+        Receives one line per baseline.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The baseline rows.
+    """
+    out = Path(results_dir)
+    config = json.loads((out / "run.json").read_text())["config"]
+    started = time.perf_counter()
+    splits = _split(load_dataset(config, root, cache))
+    trivial = trivial_baselines(config, splits)
+    rows = []
+    for run in _trivial_runs(config):
+        scores, _ = evaluate(
+            trivial[run.model], config["experiments"][run.experiment].get("tasks", []), splits, True
+        )
+        rows += [_row(config, run, metric, value, 0.0, 0) for metric, value in scores.items()]
+        log(
+            f"{run.experiment:>15} {run.model:>32}  "
+            + "  ".join(f"{k}={v:.5f}" for k, v in scores.items())
+        )
+    if linear:
+        rows += _fit_runs(linear_runs(config), config, splits, device, log)
+    elif (out / "baselines.csv").exists():
+        before = report.read_results(out / "baselines.csv")
+        rows += before[before["model"] == LINEAR_BASELINE].to_dict("records")
+    added = pd.DataFrame(rows)
+    write_atomic(out / "baselines.csv", lambda tmp: added.to_csv(tmp, index=False))
+    time_column, period = TIME_COVARIATES.get(config["dataset"], (None, None))
+    options = config.get("trivial_baselines", {})
+    info = {
+        "command": _command(),
+        "time": options.get("time", time_column),
+        "period": options.get("period", period),
+        "rows": {"train": splits.train.n_obs, "test": splits.test.n_obs},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    write_text_atomic(out / "baselines.json", json.dumps(info, indent=2))
+    stored = report.read_results(out / "results.csv")
+    combined = pd.concat(
+        [stored[~stored["model"].isin(set(added["model"]))], added], ignore_index=True
+    )
+    title = config.get("title", config["dataset"])
+    if config.get("preset"):
+        title += f" ({config['preset']} preset)"
+    write_text_atomic(out / "results.md", report.markdown_tables(combined, title=title))
+    _figures(config, splits, {}, combined, out / "figures")
+    return added
+
+
+def linear_runs(config: dict) -> list[Run]:
+    """The ``baseline: linear LMM`` runs :func:`baselines_only` adds to a stored result.
+
+    One per seed, L and 2M of every enabled experiment with a task of :data:`TRIVIAL_TASKS`,
+    except 2M sweeps, on the covariate set the experiment gives the linear LMM, else the CVAE's,
+    else its last (richest) covariate set.
+    """
+    runs = []
+    for seed in range(int(config.get("seeds", 1))):
+        for name, exp in config["experiments"].items():
+            sweep = len(exp.get("n_basis", [0])) > 1
+            if not exp.get("enabled", True) or sweep:
+                continue
+            if not set(exp.get("tasks", [])) & set(TRIVIAL_TASKS):
+                continue
+            given = exp.get("baselines", {})
+            cov = given.get(LINEAR_BASELINE) or given.get("CVAE") or exp.get("covariates", [""])[-1]
+            network = exp.get("network", config.get("network", "mlp"))
+            for latent, n_basis in itertools.product(exp["latent_dims"], exp.get("n_basis", [0])):
+                runs.append(
+                    Run(name, LINEAR_BASELINE, cov, int(latent), int(n_basis), seed, network)
+                )
+    return runs
+
+
+def _fit_runs(runs: list[Run], config: dict, splits: Splits, device: str, log) -> list[dict]:
+    """Fit and score runs (one fit per fit key), with the across-seed MCC rows."""
+    rows: list[dict] = []
+    fitted: dict[tuple, tuple[dict, float, int]] = {}
+    latents: dict[tuple, dict[int, np.ndarray]] = {}
+    for run in runs:
+        if run.fit_key() not in fitted:
+            exp = config["experiments"][run.experiment]
+            scores, arrays, seconds, epochs = _fit_and_evaluate(
+                run, config, exp, splits, device, False
+            )
+            fitted[run.fit_key()] = (scores, seconds, epochs)
+            if "latents" in arrays:
+                cell = (run.experiment, run.model, run.covariates, run.latent_dim, run.n_basis)
+                latents.setdefault(cell, {})[run.seed] = arrays["latents"]
+        scores, seconds, epochs = fitted[run.fit_key()]
+        rows += [_row(config, run, m, v, seconds, epochs) for m, v in scores.items()]
+        log(
+            f"{run.experiment:>15} {run.model:>32} {run.covariates} L={run.latent_dim} "
+            f"seed={run.seed} {seconds:6.1f} s  "
+            + "  ".join(f"{k}={v:.5f}" for k, v in scores.items())
+        )
+    return rows + _mcc_pairs(config, latents)
+
+
 FINGERPRINT = (
     "dataset",
     "data",
@@ -495,15 +757,42 @@ def _command() -> str:
     return " ".join(argv)
 
 
-def _fit_and_evaluate(
-    run: Run, config: dict, exp: dict, splits: Splits, device: str, progress: bool
-):
+def fit_lmmvae(
+    run: Run, config: dict, splits: Splits, device: str, progress: bool
+) -> tuple[LMMVAE, int]:
+    """Fit the :class:`LMMVAE` of a run (:func:`model_arguments`) with ``[training]``.
+
+    Parameters
+    ----------
+    run : Run
+    config : dict
+        From :func:`load_config`.
+    splits : Splits
+        Fits on ``splits.train``, validates on ``splits.val``.
+    device : str
+    progress : bool
+
+    Returns
+    -------
+    (LMMVAE, int)
+        The fitted model and the number of epochs trained.
+    """
     train, val = splits.train, splits.val
     formula, kwargs = model_arguments(run, config, train)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     training = config["training"]
-    begin = time.perf_counter()
     model = LMMVAE(formula, train.data, train.y, train.mask, **kwargs)
+    if training.get("until_converged", False):
+        # fit()'s own defaults: learning rates, KL estimator, lazy updates, and training until
+        # the validation objective stops improving (the convergence rule), best weights kept
+        model.fit(
+            batch_size=int(training.get("batch_size", 32)),
+            validation=(val.data, val.y, val.mask),
+            device=device,
+            progress=progress,
+            seed=run.seed,
+        )
+        return model, len(model.history.train_loss)
     model.fit(
         max_epochs=int(training["max_epochs"]),
         batch_size=int(training.get("batch_size", 32)),
@@ -518,9 +807,33 @@ def _fit_and_evaluate(
         progress=progress,
         seed=run.seed,
     )
+    return model, len(model.history.train_loss)
+
+
+ModelFitter = Callable[[Run, dict, Splits, str, bool], tuple[Any, int]]
+"""``(run, config, splits, device, progress) → (fitted model, epochs)``, like :func:`fit_lmmvae`.
+
+The model needs ``impute(y, mask, data, keep_observed=False)`` and ``predict(data)`` returning
+``(n, D)`` arrays (:func:`evaluate`), and ``latents(y, mask, data)`` for the MCC tasks (a model
+without it, or with ``pair.gsnn = True``, gets no MCC rows).
+"""
+
+#: Register another model here: name → fitter. A name listed here may appear in an experiment's
+#: ``baselines = { NAME = "-" }`` (its covariate set is passed as ``run.covariates``); every other
+#: model is fitted by :func:`fit_lmmvae`.
+MODEL_FITTERS: dict[str, ModelFitter] = {"GP-prior VAE": fit_gp_vae}  # benchmarks/paper/gp_vae.py
+
+
+def _fit_and_evaluate(
+    run: Run, config: dict, exp: dict, splits: Splits, device: str, progress: bool
+):
+    begin = time.perf_counter()
+    model, epochs = MODEL_FITTERS.get(run.model, fit_lmmvae)(run, config, splits, device, progress)
     seconds = time.perf_counter() - begin
-    scores, arrays = evaluate(model, exp.get("tasks", []), splits, model.pair.gsnn)
-    return scores, arrays, seconds, len(model.history.train_loss)
+    gsnn = bool(getattr(getattr(model, "pair", None), "gsnn", False))
+    no_latents = gsnn or not hasattr(model, "latents")
+    scores, arrays = evaluate(model, exp.get("tasks", []), splits, no_latents)
+    return scores, arrays, seconds, epochs
 
 
 def _row(config: dict, run: Run, metric: str, value: float, seconds: float, epochs: int) -> dict:
@@ -572,6 +885,11 @@ def _figures(config, splits: Splits, examples: dict, results: pd.DataFrame, fold
             if sweep["n_basis"].nunique() > 1:
                 for experiment in sweep["experiment"].unique():
                     part = sweep[sweep["experiment"] == experiment]
+                    trivial = results[
+                        (results["metric"] == metric)
+                        & (results["experiment"] == experiment)
+                        & results["model"].isin(TRIVIAL_BASELINES)
+                    ]
                     if part["n_basis"].nunique() > 1:
                         paths.append(
                             report.plot_basis_sweep(
@@ -579,16 +897,25 @@ def _figures(config, splits: Splits, examples: dict, results: pd.DataFrame, fold
                                 metric,
                                 folder / f"{experiment}_{metric}_vs_basis.png",
                                 title=f"{config.get('title', '')}: {metric} vs 2M",
+                                baselines=trivial.groupby("model", sort=False)["value"]
+                                .mean()
+                                .to_dict(),
                             )
                         )
     shape = figs.get("image_shape")
     groups: dict[tuple, dict[str, dict]] = {}
+    trivial: dict[str, dict[str, dict]] = {}  # drawn beside the models of their experiment
     for (experiment, model, cov, latent, _), arrays in examples.items():
         if len(config["experiments"][experiment].get("n_basis", [0])) > 1:
             continue  # sweeps are summarised by their MSE-vs-2M figure
+        if model in TRIVIAL_BASELINES:
+            if model in FIGURE_BASELINES:
+                trivial.setdefault(experiment, {})[model] = arrays
+            continue
         label = model if cov in ("-", "") else f"{model} {cov}"
         groups.setdefault((experiment, latent), {})[label] = arrays
     for (experiment, latent), by_model in groups.items():
+        by_model = by_model | trivial.get(experiment, {})
         stem = f"{experiment}_L{latent}"
         if shape:
             paths += _image_figures(splits, by_model, tuple(shape), figs, folder, stem, latent)

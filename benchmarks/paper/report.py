@@ -21,6 +21,12 @@ train_seconds  float   (optional bookkeeping)
 A metric whose name ends in ``"mse"`` or ``"loss"`` is lower-is-better; one whose name starts
 with ``"mcc"`` is higher-is-better (see :func:`metric_direction`).
 
+A model whose name starts with :data:`BASELINE_PREFIX` (``"baseline: per-time mean"``, ...) is a
+*baseline*: the tables list baselines under the models, never bold them, and mark with
+:data:`LOSES_MARK` every model cell worse than the best baseline of its column, with a column
+"loses to a baseline" naming those metrics (issue 18: a model that loses to a trivial baseline is
+reported plainly).
+
 Figures are :class:`matplotlib.figure.Figure` objects built without pyplot (no backend change,
 nothing left in pyplot's registry) and every file is written atomically through
 :func:`pyro_lmmvae.io.write_atomic`, so an interrupted run never leaves a half-written file.
@@ -41,7 +47,9 @@ from matplotlib.ticker import NullLocator
 from pyro_lmmvae.io import write_atomic, write_text_atomic
 
 __all__ = [
+    "BASELINE_PREFIX",
     "CONFIG_COLUMNS",
+    "LOSES_MARK",
     "GROUP_COLUMNS",
     "RESULT_COLUMNS",
     "markdown_tables",
@@ -49,6 +57,7 @@ __all__ = [
     "plot_basis_sweep",
     "plot_image_grid",
     "plot_trajectories",
+    "is_baseline",
     "read_results",
     "summarize",
     "write_report",
@@ -70,6 +79,12 @@ RESULT_COLUMNS: tuple[str, ...] = (
 CONFIG_COLUMNS: tuple[str, ...] = ("model", "covariates", "latent_dim", "n_basis")
 #: Columns :func:`summarize` groups by.
 GROUP_COLUMNS: tuple[str, ...] = ("dataset", "experiment", *CONFIG_COLUMNS, "metric")
+
+#: Models whose name starts with this are baselines (see the module docstring).
+BASELINE_PREFIX = "baseline: "
+#: Appended to a model's cell whose mean is worse than the best baseline of the column.
+LOSES_MARK = "†"
+LOSES_HEADER = "loses to a baseline"
 
 _STRING_COLUMNS = ("dataset", "experiment", "model", "covariates", "seed", "metric")
 _HEADERS = {"model": "model", "covariates": "covariates", "latent_dim": "L", "n_basis": "2M"}
@@ -103,6 +118,25 @@ def metric_direction(metric: str) -> str | None:
     if metric.startswith("mcc"):
         return "higher"
     return None
+
+
+def is_baseline(model: object) -> bool:
+    """Whether a model name is a baseline's (starts with :data:`BASELINE_PREFIX`).
+
+    Parameters
+    ----------
+    model : object
+        Model name.
+
+    Returns
+    -------
+    bool
+    """
+    return str(model).startswith(BASELINE_PREFIX)
+
+
+def _worse(value: float, reference: float, direction: str) -> bool:
+    return value > reference if direction == "lower" else value < reference
 
 
 def _check_columns(results: pd.DataFrame, required: Sequence[str]) -> None:
@@ -181,49 +215,109 @@ def _best_mask(means: pd.Series, stds: pd.Series, direction: str | None) -> pd.S
 def _table(summary: pd.DataFrame) -> str:
     """Markdown of one (dataset, experiment) block of :func:`summarize`'s output."""
     configs = summary[list(CONFIG_COLUMNS)].drop_duplicates().reset_index(drop=True)
-    varying = [c for c in CONFIG_COLUMNS if configs[c].nunique(dropna=False) > 1]
+    base = configs["model"].map(is_baseline).to_numpy(dtype=bool).copy()
+    if base.all():
+        base[:] = False  # a table of baselines alone ranks them as models
+    configs = pd.concat([configs[~base], configs[base]], ignore_index=True)
+    base = np.sort(base)  # models first, then baselines
+    models = configs[~base]
+    varying = [c for c in CONFIG_COLUMNS if models[c].nunique(dropna=False) > 1]
     constant = [c for c in CONFIG_COLUMNS if c not in varying]
     label_columns = varying or ["model"]
+    if base.any() and "model" not in label_columns:
+        label_columns = ["model", *label_columns]  # the baselines' rows need their names
     metrics = list(dict.fromkeys(summary["metric"]))
 
     config_index = pd.MultiIndex.from_frame(configs)
     indexed = summary.set_index([*CONFIG_COLUMNS, "metric"])
-    ns = summary["n"].unique()
+    model_models = set(models["model"])
+    ns = summary.loc[summary["model"].isin(model_models), "n"].unique()
     show_n = len(ns) > 1
 
     cells: dict[str, list[str]] = {}
+    losses: list[list[str]] = [[] for _ in range(len(configs))]
+    notes = []
     for metric in metrics:
         block = indexed.xs(metric, level="metric").reindex(config_index)
         means = block["mean"].astype(float).reset_index(drop=True)
         stds = block["std"].astype(float).reset_index(drop=True)
         counts = block["n"].fillna(0).astype(int).reset_index(drop=True)
-        bold = _best_mask(means, stds, metric_direction(metric))
+        direction = metric_direction(metric)
+        bold = _best_mask(means[~base], stds[~base], direction).reindex(
+            means.index, fill_value=False
+        )
+        finite_base = means[base & np.isfinite(means.to_numpy(dtype=float))]
+        best = None
+        if direction is not None and not finite_base.empty:
+            best = finite_base.idxmin() if direction == "lower" else finite_base.idxmax()
+            name = str(configs["model"][best]).removeprefix(BASELINE_PREFIX)
+            notes.append(f"{_escape(metric)}: {name} ({_format_number(means[best])})")
         column = []
         for i in range(len(configs)):
-            cell = _format_cell(means[i], stds[i], counts[i], show_n)
-            column.append(f"**{cell}**" if bold[i] and cell != _DASH else cell)
+            if base[i] and counts[i] == 1:  # a deterministic baseline: one value
+                cell = _format_number(means[i]) if np.isfinite(means[i]) else _DASH
+            else:
+                n_shown = show_n or (base[i] and len(ns) == 1 and counts[i] != ns[0])
+                cell = _format_cell(means[i], stds[i], counts[i], n_shown)
+            if bold[i] and cell != _DASH:
+                cell = f"**{cell}**"
+            if (
+                best is not None
+                and not base[i]
+                and np.isfinite(means[i])
+                and _worse(means[i], means[best], direction)
+            ):
+                cell += f" {LOSES_MARK}"
+                losses[i].append(_escape(metric))
+            column.append(cell)
         cells[metric] = column
 
     header = [_HEADERS[c] for c in label_columns] + [_escape(m) for m in metrics]
+    with_baselines = bool(base.any())
+    if with_baselines:
+        header.append(LOSES_HEADER)
+    aligns = [" --- "] * len(label_columns) + [" ---: "] * len(metrics)
     lines = [
         "| " + " | ".join(header) + " |",
-        "|" + "|".join([" --- "] * len(label_columns) + [" ---: "] * len(metrics)) + "|",
+        "|" + "|".join(aligns + ([" --- "] if with_baselines else [])) + "|",
     ]
     for i, config in configs.iterrows():
-        row = [_escape(config[c]) for c in label_columns] + [cells[m][i] for m in metrics]
+        row = [_label(config, c, base[i]) for c in label_columns]
+        row += [cells[m][i] for m in metrics]
+        if with_baselines:
+            row.append(
+                "" if base[i] else ("**yes**: " + ", ".join(losses[i]) if losses[i] else "no")
+            )
         lines.append("| " + " | ".join(row) + " |")
 
     fixed = [
-        f"{_HEADERS[c]} = {_escape(configs[c].iloc[0])}"
+        f"{_HEADERS[c]} = {_escape(models[c].iloc[0])}"
         for c in constant
-        if c not in label_columns and not (c == "n_basis" and configs[c].iloc[0] == 0)
+        if c not in label_columns and not (c == "n_basis" and models[c].iloc[0] == 0)
     ]
     parts = []
     if fixed:
         parts.append("Fixed: " + ", ".join(fixed) + ".")
     parts.append("\n".join(lines))
     parts.append(_rule_line(metrics, None if show_n else int(ns[0]) if len(ns) else None))
+    if with_baselines:
+        n_losers = sum(bool(loss) for loss in losses)
+        parts.append(
+            "Baselines (rows named “baseline: …”, listed under the models) are not ranked; a "
+            "baseline's single value is a deterministic trivial predictor. Best baseline per "
+            f"column: {'; '.join(notes) if notes else 'none'}. {LOSES_MARK}: the model's mean is "
+            f"worse than that best baseline; {n_losers} of {len(models)} model row(s) lose to a "
+            "baseline on at least one metric."
+        )
     return "\n\n".join(parts)
+
+
+def _label(config: pd.Series, column: str, baseline: bool) -> str:
+    """A label cell; a baseline's "not applicable" covariates, L or 2M read as a dash."""
+    value = config[column]
+    if baseline and column != "model" and str(value) in ("-", "0", ""):
+        return _DASH
+    return _escape(value)
 
 
 def _rule_line(metrics: Sequence[str], n: int | None) -> str:
@@ -365,7 +459,11 @@ def _title_and_layout(fig: Figure, title: str | None) -> None:
 
 
 def plot_basis_sweep(
-    results: pd.DataFrame, metric: str, path: PathLike, title: str | None = None
+    results: pd.DataFrame,
+    metric: str,
+    path: PathLike,
+    title: str | None = None,
+    baselines: Mapping[str, float] | None = None,
 ) -> Path:
     """Metric against the number of basis functions 2M, one line per (model, covariates).
 
@@ -384,6 +482,8 @@ def plot_basis_sweep(
         PNG file to write.
     title : str, optional
         Figure title.
+    baselines : Mapping of str to float, optional
+        Baseline name → value of ``metric``, each drawn as a dashed horizontal line.
 
     Returns
     -------
@@ -415,6 +515,10 @@ def plot_basis_sweep(
             capsize=3,
             label=_series_label(dict(zip(series_columns, key, strict=True))),
         )
+    for k, (name, value) in enumerate((baselines or {}).items()):
+        if np.isfinite(value):
+            style = ("--", ":", "-.", (0, (6, 2, 1, 2, 1, 2)))[k % 4]
+            ax.axhline(value, color="0.35", ls=style, lw=1.1, label=str(name))
     ticks = sorted(int(v) for v in summary["n_basis"].unique())
     ax.set_xscale("log", base=2)
     ax.set_xticks(ticks, [str(v) for v in ticks])

@@ -211,9 +211,10 @@ def test_config_errors_name_the_fault(tmp_path):
 def test_presets_scale_the_protocol():
     full = harness.plan_runs(harness.load_config("health_mnist", "full"))
     reduced = harness.plan_runs(harness.load_config("health_mnist", "reduced"))
-    # full: main (4 models x 3 sets + VAE, CVAE, GP) x L in {16, 32}, identifiability (oLMM, VAE)
-    # x L in {8, 16, 32}; 5 seeds each.
-    assert len(full) == 5 * ((4 * 3 + 3) * 2 + 2 * 3)
+    # full: main (4 models x 3 sets + VAE, CVAE, GP, linear LMM) x L in {16, 32},
+    # identifiability (oLMM, VAE) x L in {8, 16, 32}; 5 seeds each; and the 4 trivial baselines
+    # once per experiment (issue 18).
+    assert len(full) == 5 * ((4 * 3 + 4) * 2 + 2 * 3) + 2 * 4
     assert len(reduced) < len(full)
     # Seed-major order: every cell gets seed 0 before any gets seed 1.
     seeds = [run.seed for run in full]
