@@ -33,7 +33,7 @@ from pyro_lmmvae.training.loss import (
     KL_ESTIMATORS,
     ELBOLoss,
     closed_form_loss,
-    is_library_pair,
+    is_library_model,
     local_reparam_loss,
 )
 from pyro_lmmvae.training.optim import instance_tables
@@ -230,17 +230,14 @@ class VariationalPair(nn.Module):
         Effect-prior KLs are left out, so the value compares across data sets of any size. The
         Monte Carlo draws come from ``generator`` (common random numbers across epochs).
 
-        For an oLMM ELBO whose model, guide or priors are not the library's own classes, the
-        value is read from the model's traces (``CollapsedLatentELBO(effect_kl=False)``, seeded
-        from ``generator``), so what the model adds (a factor, another likelihood) counts; rows
-        of instances unseen in training (no q(u_p)) keep the closed form.
+        For a model, guide, likelihood or prior that is not the library's own class (any
+        variant and objective), the value is read from the model's traces
+        (``CollapsedLatentELBO(effect_kl=False)``: Pyro's per-site terms of the rows and
+        instances, the oLMM's latent KL averaged over q(A); seeded from ``generator``), so what
+        the model adds (a factor, another likelihood) counts; rows of instances unseen in
+        training (no q(u_p)) keep the torch form.
         """
-        traced = (
-            not self.gsnn
-            and not self.per_instance_noise
-            and not is_library_pair(self.model, self.guide)
-            and bool((batch.instances >= 0).all())
-        )
+        traced = not is_library_model(self.model, self.guide) and bool((batch.instances >= 0).all())
         if traced:
             seed = generator.initial_seed() if generator is not None else 0
             devices = [batch.y.device.index or 0] if batch.y.device.type == "cuda" else []

@@ -255,6 +255,20 @@ def is_library_pair(model: nn.Module, guide: nn.Module) -> bool:
     )
 
 
+def is_library_model(model: nn.Module, guide: nn.Module) -> bool:
+    """Whether model, guide, likelihood, effects and priors of any variant (oLMM, sLMM, GSNN,
+    CVAE) are the library's own classes, so that the torch objectives of
+    :class:`~pyro_lmmvae.inference.VariationalPair` compute what the model's traces would.
+    Networks may be anything: those objectives run them."""
+    q = getattr(guide, "effects", None)
+    effects = getattr(model, "effects", None)
+    parts = [model, guide, model.likelihood, effects]
+    parts += [getattr(effects, "fixed_prior", None), getattr(effects, "random_prior", None), q]
+    return (q is None or getattr(q, "hyper", None) is None) and all(
+        type(part).__module__.startswith(LIBRARY_PACKAGES) for part in parts if part is not None
+    )
+
+
 def local_reparam_loss(model: nn.Module, guide: nn.Module) -> nn.Module:
     """The GSNN loss with the local reparameterisation (:class:`LocalReparamGSNNLoss`) for the
     library's own classes; for a subclassed or user model, guide, likelihood or prior, Pyro's

@@ -199,6 +199,7 @@ def tiny_synthetic_run(tmp_path_factory):
 
 def test_harness_rows_include_the_baselines(tiny_synthetic_run):
     from benchmarks.paper import harness
+    from pyro_lmmvae import metrics
 
     config, out, results = tiny_synthetic_run
     models = set(results["model"])
@@ -216,7 +217,7 @@ def test_harness_rows_include_the_baselines(tiny_synthetic_run):
     nearest = bl.impute(
         bl.nearest_observed(ids, t, train.y, train.mask, ids, t), train.y, train.mask
     )
-    expected = harness.metrics.imputation_mse(nearest, train.y_true, train.mask)
+    expected = metrics.imputation_mse(nearest, train.y_true, train.mask)
     row = trivial[
         (trivial["model"] == "baseline: nearest observed frame")
         & (trivial["metric"] == "imputation_mse")
@@ -227,6 +228,7 @@ def test_harness_rows_include_the_baselines(tiny_synthetic_run):
 def test_baselines_only_rebuilds_the_rows_without_training(tiny_synthetic_run, tmp_path):
     from benchmarks.paper import harness
     from benchmarks.paper.__main__ import main as bench_main
+    from benchmarks.paper.baselines_only import baselines_only
 
     config, out, results = tiny_synthetic_run
     folder = tmp_path / "stored"
@@ -248,12 +250,12 @@ def test_baselines_only_rebuilds_the_rows_without_training(tiny_synthetic_run, t
     assert "baseline: per-time mean" in (folder / "results.md").read_text()
     assert json.loads((folder / "baselines.json").read_text())["time"] == "t"
     # --linear also fits the linear LMM; a later call without it keeps those rows
-    harness.baselines_only(folder, root=tmp_path, linear=True, log=lambda _: None)
+    baselines_only(folder, root=tmp_path, linear=True, log=lambda _: None)
     linear = pd.read_csv(folder / "baselines.csv", dtype={"seed": str})
     linear = linear[linear["model"] == harness.LINEAR_BASELINE]
     assert set(linear["metric"]) == {"imputation_mse", "prediction_mse", "mcc_truth"}
     assert (linear["covariates"] == "true").all() and (linear["epochs"] > 0).all()
-    harness.baselines_only(folder, root=tmp_path, log=lambda _: None)
+    baselines_only(folder, root=tmp_path, log=lambda _: None)
     kept = pd.read_csv(folder / "baselines.csv", dtype={"seed": str})
     assert (kept["model"] == harness.LINEAR_BASELINE).sum() == len(linear)
     assert "baseline: linear LMM" in (folder / "results.md").read_text()
@@ -263,6 +265,7 @@ def test_linear_lmm_uses_the_library_estimator_with_a_linear_decoder():
     from torch import nn
 
     from benchmarks.paper import harness
+    from pyro_lmmvae import LMMVAE
     from pyro_lmmvae.datasets import make_synthetic
 
     config = harness.load_config("synthetic")
@@ -276,7 +279,7 @@ def test_linear_lmm_uses_the_library_estimator_with_a_linear_decoder():
     assert type(decoder) is nn.Linear and (decoder.in_features, decoder.out_features) == (3, 5)
     again = harness.model_arguments(run, config, train)[1]["decoder"]
     assert (again.weight == decoder.weight).all()  # seeded
-    model = harness.LMMVAE(formula, train.data, train.y, train.mask, **kwargs)
+    model = LMMVAE(formula, train.data, train.y, train.mask, **kwargs)
     assert any(m is decoder for m in model.pair.modules())
 
 

@@ -11,6 +11,7 @@ from raw_files import write_tiny_mnist, write_tiny_physionet
 
 from benchmarks.paper import harness
 from benchmarks.paper.__main__ import main as bench_main
+from pyro_lmmvae.datasets import LongitudinalDataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
 
@@ -162,9 +163,7 @@ def test_formulas_follow_the_protocol():
             "death": [0, 0],
         }
     )
-    ds = harness.LongitudinalDataset(
-        data.assign(split="train"), np.zeros((2, 3)), np.ones((2, 3), bool)
-    )
+    ds = LongitudinalDataset(data.assign(split="train"), np.zeros((2, 3)), np.ones((2, 3), bool))
     f, _ = harness.model_arguments(run, physio, ds)
     assert f == (
         "~ 1 + t + fourier(t, 2) + age + gender + icu_type + death + death:t + (0 + t | id)"
@@ -186,7 +185,7 @@ def _fake_health():
             "split": ["train"] * 4,
         }
     )
-    return harness.LongitudinalDataset(data, np.zeros((4, 2)), np.ones((4, 2), bool))
+    return LongitudinalDataset(data, np.zeros((4, 2)), np.ones((4, 2), bool))
 
 
 def test_config_errors_name_the_fault(tmp_path):

@@ -191,3 +191,41 @@ def test_a_subclassed_gsnn_model_leaves_the_local_reparam_fast_path():
         pyro.set_rng_seed(5)
         penalised = loss(batch)
     torch.testing.assert_close(penalised - plain, torch.tensor(2.5, dtype=plain.dtype))
+
+
+@pytest.mark.parametrize(
+    ("variant", "objective"), [("slmm", "elbo"), ("olmm", "gsnn"), ("slmm", "gsnn")]
+)
+def test_validation_objective_of_every_variant_sees_a_subclassed_model(
+    small_synthetic, variant, objective
+):
+    """Any variant: a user's model is scored from its traces, so its factor counts per row."""
+    from pyro_lmmvae import LMMVAE
+    from pyro_lmmvae.inference import VariationalPair
+
+    ds = small_synthetic.split("train")
+    m = LMMVAE(
+        "~ 1 + t + (1 | id)", ds.data, ds.y, ds.mask, instance="id", latent_dim=2,
+        variant=variant, objective=objective, bayesian_effects=True, seed=0,
+    )  # fmt: skip
+    base = type(m.model)
+
+    def penalised_forward(self, batch):
+        base.forward(self, batch)
+        pyro.factor("penalty", torch.tensor(-2.5))
+
+    noop = _as(m.model, type("Subclassed", (base,), {}))
+    edited = _as(m.model, type("Penalised", (base,), {"forward": penalised_forward}))
+    batch = m.tensors().full_batch()
+    with torch.no_grad():
+        values = [
+            float(VariationalPair(model, m.guide).validation_objective(
+                batch, torch.Generator().manual_seed(7)
+            ))
+            for model in (noop, edited, m.model)
+        ]  # fmt: skip
+    # float32 sums of a few hundred terms: a few hundred ulps of the objective's size
+    ulps = 256 * float(torch.finfo(torch.float32).eps) * abs(values[0])
+    assert values[1] - values[0] == pytest.approx(2.5 / (batch.scale * batch.n_rows), abs=ulps)
+    # the library's own classes keep the torch form: the same objective up to Monte Carlo noise
+    assert abs(values[2] - values[0]) < 0.5 * abs(values[0])
