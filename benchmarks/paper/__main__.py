@@ -8,7 +8,7 @@ Usage (from the repository root)::
 
 ``CONFIG`` is a TOML file or the name of one in ``benchmarks/paper/configs``. With
 ``--baselines-only`` it is instead a results folder of an earlier run: the trivial baselines are
-added to it without training anything (:func:`benchmarks.paper.harness.baselines_only`).
+added to it without training anything (:func:`benchmarks.paper.baselines_only.baselines_only`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import sys
 
 import torch
 
-from .harness import baselines_only, load_config, run_benchmark
+from .baselines_only import baselines_only
+from .config import load_config
+from .harness import run_benchmark
 
 
 def main(argv: list[str] | None = None) -> int:

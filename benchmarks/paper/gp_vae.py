@@ -71,12 +71,10 @@ from pyro_lmmvae.validation import validate_observations
 
 from .gp_prior import LOG_2PI, GPPrior, chunks, layout
 
-__all__ = ["GPPriorVAE", "History", "fit_gp_vae", "gp_vae_settings"]
+__all__ = ["GPPriorVAE", "History"]
 
 POLISH_ROWS = 2000
 """Up to this many training rows :meth:`GPPriorVAE.fit` runs the L-BFGS step by default."""
-CONVERGED_MAX_EPOCHS, CONVERGED_PATIENCE = 1000, 20
-"""Epoch cap and validation patience of ``[training] until_converged = true``."""
 ENCODE_ROWS = 1024
 """Rows per encoder/decoder call outside training."""
 
@@ -406,63 +404,3 @@ class GPPriorVAE:
             raise ValueError("data has instances not seen in training (use unseen='prior')")
         z = torch.as_tensor(self.prior_latents(data), device=self.device)
         return self._decode(z)
-
-
-def gp_vae_settings(config: dict, instance: str) -> dict:
-    """The time column, covariates and inducing points of a benchmark configuration.
-
-    ``[gp_vae] time = "...", covariates = [...], n_inducing = M`` where given; otherwise the
-    time is the first ``continuous:`` column of ``[gp] components`` (``"t"`` without one) and the
-    covariates are the other columns the components name, the instance column excepted.
-    """
-    own = dict(config.get("gp_vae", {}))
-    columns: list[str] = []
-    time = None
-    for text in config.get("gp", {}).get("components", []):
-        kind, *names = text.split(":")
-        names = names[:2] if kind == "interaction" else names
-        if kind == "continuous" and time is None:
-            time = names[0]
-        columns += [n for n in names if n not in columns and n != instance]
-    time = own.get("time", time or "t")
-    covariates = own.get("covariates", [c for c in columns if c != time])
-    return {"time": time, "covariates": covariates, "n_inducing": int(own.get("n_inducing", 24))}
-
-
-def fit_gp_vae(run, config: dict, splits, device: str, progress: bool) -> tuple[GPPriorVAE, int]:
-    """The harness's model fitter (:data:`benchmarks.paper.harness.MODEL_FITTERS`).
-
-    Builds a :class:`GPPriorVAE` on ``splits.train`` with the run's latent size, network and
-    seed, the configuration's ``noise_scale`` and :func:`gp_vae_settings`, and trains it with
-    ``[training]`` (``max_epochs``, ``batch_size`` instances, ``lr``, ``lr_decay``, ``patience``
-    on ``splits.val``; ``until_converged``: at most :data:`CONVERGED_MAX_EPOCHS`, patience
-    :data:`CONVERGED_PATIENCE` unless given) and ``[gp_vae] polish_steps``. Returns the model and
-    its epochs.
-    """
-    train, val = splits.train, splits.val
-    model = GPPriorVAE(
-        train.data,
-        train.y,
-        train.mask,
-        latent_dim=run.latent_dim,
-        instance=train.instance_column,
-        network=run.network,
-        noise_scale=config.get("noise_scale"),
-        seed=run.seed,
-        **gp_vae_settings(config, train.instance_column),
-    )
-    training = config["training"]
-    converged = bool(training.get("until_converged", False))  # LMMVAE.fit's cap and patience
-    model.fit(
-        max_epochs=CONVERGED_MAX_EPOCHS if converged else int(training["max_epochs"]),
-        batch_size=int(training.get("batch_size", 32)),
-        lr=float(training.get("lr", 1e-3)),
-        lr_decay=float(training.get("lr_decay", 0.99)),
-        validation=(val.data, val.y, val.mask),
-        patience=training.get("patience", CONVERGED_PATIENCE if converged else None),
-        polish_steps=config.get("gp_vae", {}).get("polish_steps"),
-        seed=run.seed,
-        device=device,
-        progress=progress,
-    )
-    return model, len(model.history.train_loss)
