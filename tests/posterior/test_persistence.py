@@ -201,6 +201,20 @@ def test_cuda_map_location_without_cuda(fitted, tmp_path):
         LMMVAE.load(path, device="cuda")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_saved_on_cuda_loads_on_cpu(small_synthetic, tmp_path):
+    tr = _train(small_synthetic)
+    m = LMMVAE("~ 1 + t + (1 | id)", data=tr.data, y=tr.y, mask=tr.mask, latent_dim=2)
+    m.fit(**{**FIT, "device": "cuda"})
+    assert all(p.is_cuda for p in m.pair.parameters())
+    back = LMMVAE.load(m.save(tmp_path / "m.pt"), device="cpu")
+    assert not any(p.is_cuda for p in back.pair.parameters())
+    for key, value in m.pair.state_dict().items():
+        assert torch.equal(back.pair.state_dict()[key], value.cpu()), key
+    test = small_synthetic.split("test").data
+    np.testing.assert_allclose(back.predict(test), m.predict(test), rtol=1e-5, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- version 0.1
 def test_legacy_file_needs_trust_then_converts_exactly(tmp_path):
     path = DATA / "model_v0_1.pt"
